@@ -1,0 +1,179 @@
+"""``solar``: train, evaluate, promote and list models from the command line."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from solar_mlops.data import TimeWindow
+from solar_mlops.errors import SolarMLOpsError
+from solar_mlops.gate import DEFAULT_MARGIN, GateDecision
+from solar_mlops.registry import Registry
+from solar_mlops.training import TrainingConfig
+
+# Without a server, runs and the registry live in a SQLite file in the working folder.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+app = typer.Typer(
+    help="PV power forecasting: train, evaluate and promote models.", no_args_is_help=True
+)
+console = Console()
+
+Margin = Annotated[
+    float, typer.Option(help="relative nRMSE improvement a challenger must show (0.01 = 1 %)")
+]
+Window = Annotated[str, typer.Option(help="START..END, dates in the site's time zone")]
+
+
+def _registry() -> Registry:
+    return Registry(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+
+
+def _window(text: str) -> TimeWindow:
+    start, sep, end = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        pd.Timestamp(start), pd.Timestamp(end)
+    except ValueError:
+        raise typer.BadParameter(f"expected START..END dates, got '{text}'") from None
+    return TimeWindow(start, end)
+
+
+def _progress(started: float):
+    def report(message: str) -> None:
+        console.log(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}")
+
+    return report
+
+
+@app.command("train")
+def train_command(
+    tune: Annotated[bool, typer.Option(help="grid-search LightGBM with time-series CV")] = True,
+    backtest: Annotated[bool, typer.Option(help="rolling-origin monthly backtest")] = True,
+    gate: Annotated[bool, typer.Option(help="run the promotion gate after registering")] = True,
+    margin: Margin = DEFAULT_MARGIN,
+    train_window: Window = "2011-01-01..2012-12-31",
+    test_window: Window = "2013-01-01..2013-12-31",
+) -> None:
+    """Train -> evaluate -> register as challenger -> gate against the champion."""
+    from solar_mlops.pipeline import train_and_register
+
+    config = TrainingConfig(
+        train=_window(train_window), test=_window(test_window), tune=tune, backtest=backtest
+    )
+    registry = _registry()
+    outcome = train_and_register(
+        registry, config, margin=margin, gate=gate, progress=_progress(time.monotonic())
+    )
+    _print_comparison(outcome.result.holdout, f"Holdout {config.test}, daytime")
+    if outcome.result.backtest is not None:
+        _print_frame(outcome.result.backtest, "Rolling-origin backtest (nRMSE by month)")
+    console.print(f"registered [bold]{registry.name} v{outcome.version.version}[/] as challenger")
+    if outcome.decision:
+        _print_decision(outcome.decision)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    version: Annotated[str, typer.Argument(help="version number or alias, e.g. champion")],
+    train_window: Window = "2011-01-01..2012-12-31",
+    test_window: Window = "2013-01-01..2013-12-31",
+) -> None:
+    """Score a registered version against both baselines on the holdout."""
+    from solar_mlops.pipeline import evaluate_version
+
+    config = TrainingConfig(train=_window(train_window), test=_window(test_window))
+    table = evaluate_version(_registry(), version, config)
+    _print_comparison(table, f"{version} on {config.test}, daytime")
+
+
+@app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="version number (or alias) to put to the gate")],
+    margin: Margin = DEFAULT_MARGIN,
+    train_window: Window = "2011-01-01..2012-12-31",
+    test_window: Window = "2013-01-01..2013-12-31",
+) -> None:
+    """Put a version to the gate; it becomes champion only if it wins."""
+    from solar_mlops.pipeline import run_gate
+
+    registry = _registry()
+    config = TrainingConfig(train=_window(train_window), test=_window(test_window))
+    decision = run_gate(
+        registry, registry.resolve(version), config, margin, progress=_progress(time.monotonic())
+    )
+    _print_decision(decision)
+    if not decision.promote:
+        raise typer.Exit(code=1)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List registered versions with their aliases, metrics and gate verdicts."""
+    registry = _registry()
+    table = Table(title=f"{registry.name} at {registry.tracking_uri}")
+    for column in ("version", "aliases", "nRMSE", "skill vs PVWatts", "gate", "commit", "created"):
+        table.add_column(column)
+    by_version: dict[str, list[str]] = {}
+    for alias, number in registry.aliases().items():
+        by_version.setdefault(number, []).append(alias)
+    for version in registry.versions():
+        tags = version.tags
+        table.add_row(
+            str(version.version),
+            ", ".join(sorted(by_version.get(str(version.version), []))),
+            tags.get("metrics.nrmse", ""),
+            tags.get("skill.pvwatts", ""),
+            tags.get("gate.decision", "-"),
+            tags.get("git_commit", "")[:10],
+            pd.Timestamp(version.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+def _print_comparison(frame: pd.DataFrame, title: str) -> None:
+    table = Table(title=f"{title} ({frame.attrs.get('rows', '?')} rows)")
+    table.add_column("method")
+    for column in frame.columns:
+        table.add_column(column, justify="right")
+    for method, row in frame.iterrows():
+        cells = [
+            f"{value:.1%}" if not column.startswith("skill") else f"{value:.3f}"
+            for column, value in row.items()
+        ]
+        table.add_row(str(method), *cells)
+    console.print(table)
+
+
+def _print_frame(frame: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    table.add_column(frame.index.name or "")
+    for column in frame.columns:
+        table.add_column(column, justify="right")
+    for key, row in frame.iterrows():
+        table.add_row(str(key), *(f"{value:.1%}" for value in row))
+    console.print(table)
+
+
+def _print_decision(decision: GateDecision) -> None:
+    colour = "green" if decision.promote else "yellow"
+    console.print(
+        f"gate: [bold {colour}]v{decision.challenger_version} {decision.verdict}[/]: "
+        f"{decision.reason}"
+    )
+
+
+def main() -> None:
+    """Entry point: expected failures print one clear line, not a traceback."""
+    try:
+        app()
+    except SolarMLOpsError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None

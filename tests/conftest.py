@@ -1,0 +1,53 @@
+"""Shared fixtures: the real dataset (loaded once) and small synthetic frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from solar_mlops.data import TimeWindow
+from solar_mlops.model import PowerModel
+from solar_mlops.site import Site
+from solar_mlops.training import Prepared, TrainingConfig, TrainingResult, prepare, train
+
+# Fast settings for tests: the tuned defaults, no grid search, no backtest.
+FAST = TrainingConfig(tune=False, backtest=False)
+
+
+@pytest.fixture(scope="session")
+def site() -> Site:
+    return Site()
+
+
+@pytest.fixture(scope="session")
+def prepared(site: Site) -> Prepared:
+    return prepare(site)
+
+
+@pytest.fixture(scope="session")
+def trained(prepared: Prepared) -> TrainingResult:
+    return train(FAST, prepared)
+
+
+@pytest.fixture(scope="session")
+def model(trained: TrainingResult) -> PowerModel:
+    return trained.model
+
+
+def weather_frame(
+    start: str = "2013-06-21 00:00",
+    periods: int = 48,
+    ghi: float | np.ndarray | None = None,
+    temp_air: float = 20.0,
+    tz: str = "Etc/GMT+7",
+) -> pd.DataFrame:
+    """A 30-minute weather series; by default a clear-ish bell-shaped day."""
+    index = pd.date_range(start, periods=periods, freq="30min", tz=tz, name="time")
+    if ghi is None:
+        hours = index.hour + index.minute / 60
+        ghi = np.clip(1000 * np.sin(np.pi * (hours - 6) / 13), 0, None)
+    return pd.DataFrame({"ghi": ghi, "temp_air": temp_air}, index=index)
+
+
+SUMMER_2013 = TimeWindow("2013-06-01", "2013-06-30")
