@@ -12,7 +12,7 @@ import pytest
 from solar_mlops import data
 from solar_mlops.errors import DataPackageMissingError, DataValidationError
 from solar_mlops.site import Site
-from solar_mlops.training import Prepared
+from solar_mlops.training import Prepared, TrainingConfig, prepare, train
 
 
 def test_missing_data_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,3 +112,19 @@ def test_time_window_mask_is_inclusive_of_end_day() -> None:
     index = pd.date_range("2012-12-31 23:30", periods=3, freq="30min", tz="Etc/GMT+7")
     mask = data.TimeWindow("2011-01-01", "2012-12-31").mask(index)
     assert mask.tolist() == [True, False, False]
+
+
+def test_training_on_an_empty_frame_names_the_cause() -> None:
+    empty = pd.DataFrame(
+        {"ghi": [], "temp_air": [], data.TARGET: []}, index=pd.DatetimeIndex([], tz="UTC")
+    )
+    with pytest.raises(DataValidationError, match="weather frame has no rows"):
+        prepare(frame=empty)
+
+
+def test_a_window_without_data_names_the_window(prepared: Prepared) -> None:
+    config = TrainingConfig(train=data.TimeWindow("2009-01-01", "2009-12-31"), tune=False)
+    with pytest.raises(
+        DataValidationError, match=r"training window 2009-01-01\.\.2009-12-31 has 0"
+    ):
+        train(config, prepared)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import mlflow.lightgbm
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import FAST, weather_frame
 
 from solar_mlops import model as lgbm
+from solar_mlops.errors import SchemaMismatchError
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.registry import load_model_dir
 from solar_mlops.training import Prepared, TrainingResult, train
 
 BUILDER = FeatureBuilder()
@@ -75,3 +79,16 @@ def test_tuning_validates_only_on_later_rows(prepared: Prepared) -> None:
     assert all(last_train < first_valid for last_train, first_valid in seen)
     assert result.params["num_leaves"] in (7, 15) and len(result.trials) == 2
     assert np.isfinite(result.cv_nrmse)
+
+
+def test_a_model_with_another_feature_schema_is_refused(
+    tmp_path: Path, model: lgbm.PowerModel
+) -> None:
+    path = tmp_path / "model"
+    mlflow.lightgbm.save_model(
+        model.booster, path, metadata={"feature_schema_hash": "feedfacefeedface", "site": {}}
+    )
+    with pytest.raises(
+        SchemaMismatchError, match="solar-power v7 was trained on feature schema feedface"
+    ):
+        load_model_dir(path, "solar-power", "7", "run")

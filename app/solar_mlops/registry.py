@@ -186,7 +186,7 @@ class Registry:
 
     def _log_evaluation(self, result: TrainingResult, scratch: Path) -> None:
         tables = {"holdout": result.holdout, "by_season": result.by_season,
-                  "by_hour": result.by_hour}  # fmt: skip
+                  "by_hour": result.by_hour, "by_month": result.by_month}  # fmt: skip
         if result.backtest is not None:
             tables["backtest_monthly"] = result.backtest
         for name, table in tables.items():
@@ -194,13 +194,11 @@ class Registry:
             table.to_csv(path)
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         mlflow.log_dict(result.quality, "evaluation/quality.json")
-        by_month = result.backtest
         figures = [
             plots.predicted_vs_measured(result.predictions, scratch / "predicted_vs_measured.png"),
             plots.error_by(result.by_hour, "hour", scratch / "error_by_hour.png"),
+            plots.error_by(result.by_month, "month", scratch / "error_by_month.png"),
         ]
-        if by_month is not None:
-            figures.append(plots.error_by(by_month, "month", scratch / "error_by_month.png"))
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
 

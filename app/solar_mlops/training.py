@@ -68,6 +68,7 @@ class TrainingResult:
     holdout: pd.DataFrame
     by_season: pd.DataFrame
     by_hour: pd.DataFrame
+    by_month: pd.DataFrame
     backtest: pd.DataFrame | None
     quality: dict[str, int]
 
@@ -152,6 +153,7 @@ def train(
         holdout=comparison(predictions, site.capacity_w),
         by_season=breakdown(predictions, site.capacity_w, "season"),
         by_hour=breakdown(predictions, site.capacity_w, "hour"),
+        by_month=breakdown(predictions, site.capacity_w, "month"),
         backtest=backtest_table,
         quality=prepared.quality.counts(),
     )
