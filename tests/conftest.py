@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from solar_mlops.data import TimeWindow
-from solar_mlops.model import PowerModel
+from solar_mlops.predictor import PowerModel
 from solar_mlops.site import Site
 from solar_mlops.training import Prepared, TrainingConfig, TrainingResult, prepare, train
 

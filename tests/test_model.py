@@ -14,19 +14,19 @@ from conftest import FAST, weather_frame
 from solar_mlops import model as lgbm
 from solar_mlops.errors import SchemaMismatchError
 from solar_mlops.features import FeatureBuilder
-from solar_mlops.registry import load_model_dir
+from solar_mlops.predictor import MAX_OUTPUT_RATIO, PowerModel, load_model_dir
 from solar_mlops.training import Prepared, TrainingResult, train
 
 BUILDER = FeatureBuilder()
 
 
-def test_zero_power_at_night(model: lgbm.PowerModel) -> None:
+def test_zero_power_at_night(model: PowerModel) -> None:
     feats = BUILDER.build(weather_frame(periods=48))
     night = feats["solar_elevation"] <= 0
     assert (model.predict(feats)[night.to_numpy()] == 0).all()
 
 
-def test_more_irradiance_gives_more_power(model: lgbm.PowerModel) -> None:
+def test_more_irradiance_gives_more_power(model: PowerModel) -> None:
     levels = [100.0, 300.0, 500.0, 700.0, 900.0]
     power = [
         model.predict(BUILDER.build(weather_frame("2013-06-21 11:00", 1, ghi=g)))[0] for g in levels
@@ -34,13 +34,13 @@ def test_more_irradiance_gives_more_power(model: lgbm.PowerModel) -> None:
     assert all(b > a for a, b in itertools.pairwise(power)), power
 
 
-def test_predictions_respect_capacity(model: lgbm.PowerModel) -> None:
+def test_predictions_respect_capacity(model: PowerModel) -> None:
     feats = BUILDER.build(weather_frame("2013-04-01", 48 * 30))
     power = model.predict(feats)
-    assert (power >= 0).all() and (power <= lgbm.MAX_OUTPUT_RATIO * model.site.capacity_w).all()
+    assert (power >= 0).all() and (power <= MAX_OUTPUT_RATIO * model.site.capacity_w).all()
 
 
-def test_a_lone_row_is_close_to_the_same_row_in_a_series(model: lgbm.PowerModel) -> None:
+def test_a_lone_row_is_close_to_the_same_row_in_a_series(model: PowerModel) -> None:
     series = BUILDER.build(weather_frame("2013-06-21", 48))
     noon = series.index[24]
     in_series = model.predict(series.loc[[noon]])[0]
@@ -81,9 +81,7 @@ def test_tuning_validates_only_on_later_rows(prepared: Prepared) -> None:
     assert np.isfinite(result.cv_nrmse)
 
 
-def test_a_model_with_another_feature_schema_is_refused(
-    tmp_path: Path, model: lgbm.PowerModel
-) -> None:
+def test_a_model_with_another_feature_schema_is_refused(tmp_path: Path, model: PowerModel) -> None:
     path = tmp_path / "model"
     mlflow.lightgbm.save_model(
         model.booster, path, metadata={"feature_schema_hash": "feedfacefeedface", "site": {}}

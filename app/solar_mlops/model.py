@@ -13,7 +13,6 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from solar_mlops.features import CONTEXT_NAMES, FEATURE_NAMES
 from solar_mlops.metrics import nrmse
-from solar_mlops.site import Site
 
 SEED = 42
 BASE_PARAMS: dict[str, object] = {
@@ -38,8 +37,6 @@ EARLY_STOPPING_ROUNDS = 100
 CV_SPLITS = 3
 # One day between a fold's training rows and its validation rows.
 CV_GAP_ROWS = 48
-# Output may exceed capacity briefly (cloud enhancement), never by this much.
-MAX_OUTPUT_RATIO = 1.2
 
 
 @dataclass(frozen=True)
@@ -50,20 +47,6 @@ class TrainedParams:
     rounds: int
     cv_nrmse: float
     trials: list[dict[str, object]] = field(default_factory=list)
-
-
-@dataclass
-class PowerModel:
-    """A booster plus the site facts needed to turn its output into watts."""
-
-    booster: lgb.Booster
-    site: Site
-
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """AC power in watts for each row: zero at night, within physical limits."""
-        raw = self.booster.predict(features[list(FEATURE_NAMES)].to_numpy(dtype="float64"))
-        power = np.clip(raw, 0.0, MAX_OUTPUT_RATIO * self.site.capacity_w)
-        return np.where(features["solar_elevation"].to_numpy() > 0, power, 0.0)
 
 
 def with_context_dropout(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -14,14 +13,13 @@ import mlflow.lightgbm
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
+from mlflow.models import infer_signature
 
 from solar_mlops import features, plots
 from solar_mlops.errors import RegistryError
 from solar_mlops.gate import GateDecision
-from solar_mlops.model import PowerModel
+from solar_mlops.predictor import LoadedModel, load_model_dir
 from solar_mlops.provenance import git_commit
-from solar_mlops.site import Site
 from solar_mlops.training import TrainingConfig, TrainingResult
 
 MODEL_NAME = "solar-power"
@@ -31,16 +29,6 @@ CHALLENGER = "challenger"
 # Earlier champions stay addressable for rollback: previous-1 is the most recent.
 PREVIOUS_PREFIX = "previous-"
 KEEP_PREVIOUS = 3
-BOOSTER_FILE = "model.lgb"  # what mlflow.lightgbm writes inside the model directory
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    model: PowerModel
-    name: str
-    version: str
-    run_id: str
-    metadata: dict[str, object]
 
 
 class Registry:
@@ -201,15 +189,6 @@ class Registry:
         ]
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
-
-
-def load_model_dir(path: Path, name: str, version: str, run_id: str) -> LoadedModel:
-    """Rebuild a model from a downloaded (or cached) MLflow model directory."""
-    metadata = Model.load(str(path)).metadata or {}
-    features.check_schema(str(metadata.get("feature_schema_hash")), f"{name} v{version}")
-    booster = lgb.Booster(model_file=str(path / BOOSTER_FILE))
-    site = Site(**metadata["site"])  # type: ignore[arg-type]
-    return LoadedModel(PowerModel(booster, site), name, version, run_id, metadata)
 
 
 def _holdout_metrics(result: TrainingResult) -> dict[str, float]:

@@ -14,6 +14,7 @@ from solar_mlops.data import TARGET, TimeWindow, load_dataset
 from solar_mlops.errors import DataValidationError
 from solar_mlops.evaluation import MEASURED, MODEL, PERSISTENCE, PVWATTS, breakdown, comparison
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.predictor import PowerModel
 from solar_mlops.quality import QualityReport, assess
 from solar_mlops.site import Site
 
@@ -60,7 +61,7 @@ class Prepared:
 
 @dataclass
 class TrainingResult:
-    model: lgbm.PowerModel
+    model: PowerModel
     tuning: lgbm.TrainedParams
     pvwatts: PVWattsBaseline
     features: pd.DataFrame
@@ -84,7 +85,7 @@ def prepare(site: Site | None = None, frame: pd.DataFrame | None = None) -> Prep
 
 
 def holdout_predictions(
-    prepared: Prepared, window: TimeWindow, model: lgbm.PowerModel, pvwatts: PVWattsBaseline
+    prepared: Prepared, window: TimeWindow, model: PowerModel, pvwatts: PVWattsBaseline
 ) -> pd.DataFrame:
     """Measured power and every method's forecast on the usable rows of ``window``."""
     rows = prepared.rows(window)
@@ -136,7 +137,7 @@ def train(
             params=dict(DEFAULT_PARAMS), rounds=DEFAULT_ROUNDS, cv_nrmse=float("nan")
         )
     progress(f"fitting on {config.train} ({len(x_train)} rows, {tuning.rounds} rounds)")
-    model = lgbm.PowerModel(lgbm.fit(x_train, y_train, tuning.params, tuning.rounds), site)
+    model = PowerModel(lgbm.fit(x_train, y_train, tuning.params, tuning.rounds), site)
     pvwatts = fit_pvwatts(prepared, config.train)
 
     progress(f"scoring on {config.test}")
@@ -188,7 +189,7 @@ def rolling_backtest(
             prepared.features[train_rows], prepared.target[train_rows], tuning.params, tuning.rounds
         )
         predictions = holdout_predictions(
-            prepared, target_month, lgbm.PowerModel(booster, site), fit_pvwatts(prepared, origin)
+            prepared, target_month, PowerModel(booster, site), fit_pvwatts(prepared, origin)
         )
         table = comparison(predictions, site.capacity_w)
         results[str(month)] = {f"{m}_nrmse": table.loc[m, "nrmse"] for m in table.index}

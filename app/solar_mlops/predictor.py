@@ -1,0 +1,63 @@
+"""A trained model ready to predict, and how to rebuild one from an MLflow model folder.
+
+Serving imports this module, never the training ones: it needs LightGBM, numpy and
+MLflow's model metadata, not scikit-learn, matplotlib or the data package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from mlflow.models import Model
+
+from solar_mlops import features
+from solar_mlops.site import Site
+
+# Output may exceed capacity briefly (cloud enhancement), never by this much.
+MAX_OUTPUT_RATIO = 1.2
+BOOSTER_FILE = "model.lgb"  # what mlflow.lightgbm writes inside the model folder
+_ELEVATION = features.FEATURE_NAMES.index("solar_elevation")
+
+
+@dataclass
+class PowerModel:
+    """A booster plus the site facts needed to turn its output into watts."""
+
+    booster: lgb.Booster
+    site: Site
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """AC power in watts for each row of a features frame."""
+        return self.predict_array(frame[list(features.FEATURE_NAMES)].to_numpy(dtype="float64"))
+
+    def predict_array(self, values: np.ndarray) -> np.ndarray:
+        """AC power in watts for an (n, len(FEATURE_NAMES)) array: zero when the sun is
+        down, never negative, never above 120 % of capacity."""
+        raw = self.booster.predict(values, num_threads=1)
+        power = np.clip(raw, 0.0, MAX_OUTPUT_RATIO * self.site.capacity_w)
+        return np.where(values[:, _ELEVATION] > 0, power, 0.0)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered version, rebuilt: the model plus what it is and where it came from."""
+
+    model: PowerModel
+    name: str
+    version: str
+    run_id: str
+    metadata: dict[str, object]
+
+
+def load_model_dir(path: Path, name: str, version: str, run_id: str) -> LoadedModel:
+    """Rebuild a model from a downloaded (or cached) MLflow model folder, refusing one
+    trained on features this code does not build."""
+    metadata = Model.load(str(path)).metadata or {}
+    features.check_schema(str(metadata.get("feature_schema_hash")), f"{name} v{version}")
+    booster = lgb.Booster(model_file=str(path / BOOSTER_FILE))
+    site = Site(**metadata["site"])  # type: ignore[arg-type]
+    return LoadedModel(PowerModel(booster, site), name, version, run_id, metadata)
