@@ -9,6 +9,7 @@ Linke turbidity climatology, pressure at the site's altitude) are computed once 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -102,15 +103,25 @@ def check_schema(model_hash: str, what: str = "model") -> None:
         )
 
 
+# Time-only quantities: they depend on the timestamp and the site, never on weather.
+_SUN = ("zenith", "azimuth", "doy", "local_hours", "dni_extra", "airmass",
+        "ghi_clear", "dni_clear", "poa_global_clear", "aoi", "projection_ratio")  # fmt: skip
+
+
 class FeatureBuilder:
     """Computes ``FEATURES`` for one site. Create once; call for every batch.
 
     ``compute`` is the numpy core that training and serving share; ``build`` wraps it
     for DataFrames. pvlib's numpy-level functions are used throughout: its pandas
     entry points cost milliseconds per call whatever the batch size.
+
+    With ``sun_cache_rows`` > 0 the time-only part (solar geometry, clear sky) is kept
+    per timestamp: a forecast service is asked about the same upcoming half hours over
+    and over. Cached or not, every value is computed by the same code, element by
+    element, so the features are identical either way.
     """
 
-    def __init__(self, site: Site | None = None) -> None:
+    def __init__(self, site: Site | None = None, sun_cache_rows: int = 0) -> None:
         self.site = site or Site()
         self._pressure = float(pvlib.atmosphere.alt2pres(self.site.altitude_m))
         # Daily Linke turbidity for a leap year, indexed by day of year - 1.
@@ -120,6 +131,8 @@ class FeatureBuilder:
         ).to_numpy()
         self._utc_offset_s = _fixed_utc_offset(self.site.timezone)
         self._latitude_rad = np.radians(self.site.latitude)
+        self._sun_cache: dict[int, np.ndarray] = {}
+        self._sun_cache_rows = sun_cache_rows
 
     def build(self, weather: pd.DataFrame) -> pd.DataFrame:
         """Features for each row of ``weather`` (tz-aware index; columns ghi, temp_air)."""
@@ -133,21 +146,45 @@ class FeatureBuilder:
         return pd.DataFrame(values, index=weather.index, columns=list(FEATURE_NAMES))
 
     def compute(self, epoch_s: np.ndarray, ghi: np.ndarray, temp_air: np.ndarray) -> np.ndarray:
-        """An (n, len(FEATURES)) float64 array, columns in ``FEATURE_NAMES`` order.
+        """Features of one series: an (n, len(FEATURES)) float64 array, columns in
+        ``FEATURE_NAMES`` order. ``epoch_s`` holds POSIX seconds (UTC)."""
+        features = self.physics(epoch_s, ghi, temp_air)
+        add_context(features, epoch_s)
+        return features
 
-        ``epoch_s`` holds POSIX seconds (UTC); ``ghi`` and ``temp_air`` the weather.
+    def physics(self, epoch_s: np.ndarray, ghi: np.ndarray, temp_air: np.ndarray) -> np.ndarray:
+        """The same array with only the per-row physics filled (context columns NaN).
+
+        Rows are independent here, so rows of several series can be computed in one
+        call and each series given its context afterwards with ``add_context``.
         """
-        if np.unique(epoch_s).size != epoch_s.size:
-            raise DataValidationError("timestamps must be unique to build time-context features")
         with np.errstate(divide="ignore", invalid="ignore"):
-            physics = self._physics(epoch_s, ghi, temp_air)
-        columns = [physics[f.name] for f in PHYSICS_FEATURES]
-        columns += _context(epoch_s, physics)
-        return np.column_stack(columns)
+            sun = dict(zip(_SUN, self._sun_rows(epoch_s).T, strict=True))
+            physics = self._physics(sun, ghi, temp_air)
+        out = np.full((len(epoch_s), len(FEATURE_NAMES)), np.nan)  # context NaN until added
+        for j, feature in enumerate(PHYSICS_FEATURES):
+            out[:, j] = physics[feature.name]
+        return out
 
-    def _physics(
-        self, epoch_s: np.ndarray, ghi: np.ndarray, temp_air: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def _sun_rows(self, epoch_s: np.ndarray) -> np.ndarray:
+        """The time-only quantities, (n, len(_SUN)), from the cache where possible."""
+        if self._sun_cache_rows == 0:
+            return self._sun(epoch_s)
+        keys = epoch_s.tolist()
+        rows = [self._sun_cache.get(key) for key in keys]
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            fresh = self._sun(epoch_s[missing])
+            for position, i in enumerate(missing):
+                rows[i] = fresh[position]
+                self._sun_cache[keys[i]] = fresh[position]
+            # Oldest first out: dicts keep insertion order.
+            overflow = len(self._sun_cache) - self._sun_cache_rows
+            for stale in list(itertools.islice(self._sun_cache, max(overflow, 0))):
+                del self._sun_cache[stale]
+        return np.vstack(rows)
+
+    def _sun(self, epoch_s: np.ndarray) -> np.ndarray:
         site = self.site
         local_s = epoch_s + self._utc_offset_s
         doy = (local_s // _DAY) - _days_to_year_start(local_s // _DAY) + 1
@@ -176,6 +213,24 @@ class FeatureBuilder:
             zenith, airmass, self._linke_by_doy[doy - 1], site.altitude_m, dni_extra
         )
         ghi_clear, dni_clear, dhi_clear = (_zero_nan(clear[k]) for k in ("ghi", "dni", "dhi"))
+        aoi = pvlib.irradiance.aoi(site.surface_tilt, site.surface_azimuth, zenith, azimuth)
+        # Beam on the tilted plane over beam on the horizontal, as Hay-Davies needs it.
+        projection = pvlib.irradiance.aoi_projection(
+            site.surface_tilt, site.surface_azimuth, zenith, azimuth
+        )
+        projection_ratio = np.maximum(projection, 0) / np.maximum(np.cos(zenith_rad), 0.01745)
+        poa_clear = self._poa(aoi, projection_ratio, dni_clear, ghi_clear, dhi_clear, dni_extra)
+        return np.column_stack(
+            [zenith, azimuth, doy, local_hours, dni_extra, airmass, ghi_clear, dni_clear,
+             poa_clear["poa_global"], aoi, projection_ratio]
+        )  # fmt: skip
+
+    def _physics(
+        self, sun: dict[str, np.ndarray], ghi: np.ndarray, temp_air: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        site = self.site
+        zenith, azimuth, ghi_clear = sun["zenith"], sun["azimuth"], sun["ghi_clear"]
+        doy = sun["doy"].astype(np.int64)
         clearsky_index = np.where(
             ghi_clear > _MIN_GHI_CLEAR,
             np.minimum(ghi / np.maximum(ghi_clear, _MIN_GHI_CLEAR), _MAX_CLEARSKY_INDEX),
@@ -183,28 +238,28 @@ class FeatureBuilder:
         )
         split = pvlib.irradiance.erbs(ghi, zenith, doy)
         dni, dhi = _zero_nan(split["dni"]), _zero_nan(split["dhi"])
-        poa = self._poa(zenith, azimuth, dni, ghi, dhi, dni_extra)
-        poa_clear = self._poa(zenith, azimuth, dni_clear, ghi_clear, dhi_clear, dni_extra)
+        poa = self._poa(sun["aoi"], sun["projection_ratio"], dni, ghi, dhi, sun["dni_extra"])
         temp_cell = pvlib.temperature.faiman(poa["poa_global"], temp_air)
         pdc_pu = pvlib.pvsystem.pvwatts_dc(poa["poa_global"], temp_cell, 1.0, site.gamma_pdc)
         pac_pu = _zero_nan(pvlib.inverter.pvwatts(pdc_pu, 1.0))
+        local_hours = sun["local_hours"]
         return {
             "ghi": ghi,
             "temp_air": temp_air,
             "solar_zenith": zenith,
             "solar_elevation": 90.0 - zenith,
             "solar_azimuth": azimuth,
-            "airmass_absolute": airmass,
+            "airmass_absolute": sun["airmass"],
             "ghi_clear": ghi_clear,
-            "dni_clear": dni_clear,
+            "dni_clear": sun["dni_clear"],
             "clearsky_index": clearsky_index,
             "dni": dni,
             "dhi": dhi,
-            "aoi": pvlib.irradiance.aoi(site.surface_tilt, site.surface_azimuth, zenith, azimuth),
+            "aoi": sun["aoi"],
             "poa_global": poa["poa_global"],
             "poa_direct": poa["poa_direct"],
             "poa_diffuse": poa["poa_diffuse"],
-            "poa_global_clear": poa_clear["poa_global"],
+            "poa_global_clear": sun["poa_global_clear"],
             "temp_cell": temp_cell,
             "pvwatts_ac_pu": np.maximum(pac_pu, 0.0),
             "hour_sin": np.sin(2 * np.pi * local_hours / 24.0),
@@ -215,21 +270,24 @@ class FeatureBuilder:
 
     def _poa(
         self,
-        zenith: np.ndarray,
-        azimuth: np.ndarray,
+        aoi: np.ndarray,
+        projection_ratio: np.ndarray,
         dni: np.ndarray,
         ghi: np.ndarray,
         dhi: np.ndarray,
         dni_extra: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        total = pvlib.irradiance.get_total_irradiance(
-            self.site.surface_tilt, self.site.surface_azimuth, zenith, azimuth,
-            dni, ghi, dhi, dni_extra=dni_extra, model="haydavies",
+        """Hay-Davies plane-of-array irradiance from pvlib's parts, with the geometry
+        (angle of incidence, projection ratio) computed once per timestamp."""
+        tilt = self.site.surface_tilt
+        sky = pvlib.irradiance.haydavies(
+            tilt, self.site.surface_azimuth, dhi, dni, dni_extra,
+            projection_ratio=projection_ratio,
         )  # fmt: skip
-        return {
-            key: np.maximum(_zero_nan(total[key]), 0.0)
-            for key in ("poa_global", "poa_direct", "poa_diffuse")
-        }
+        ground = pvlib.irradiance.get_ground_diffuse(tilt, ghi)
+        parts = pvlib.irradiance.poa_components(aoi, dni, sky, ground)
+        return {key: np.maximum(_zero_nan(parts[key]), 0.0)
+                for key in ("poa_global", "poa_direct", "poa_diffuse")}  # fmt: skip
 
 
 _DAY = 86_400
@@ -260,18 +318,28 @@ def _fixed_utc_offset(timezone: str) -> int:
     return int(winter.total_seconds())
 
 
-def _context(epoch_s: np.ndarray, physics: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Each row's neighbours in time, in ``CONTEXT_FEATURES`` order; NaN where absent."""
+_GHI = FEATURE_NAMES.index("ghi")
+_CLEARSKY_INDEX = FEATURE_NAMES.index("clearsky_index")
+_FIRST_CONTEXT = len(PHYSICS_FEATURES)
+
+
+def add_context(features: np.ndarray, epoch_s: np.ndarray) -> None:
+    """Fill, in place, each row's neighbours in time from the same series
+    (``CONTEXT_FEATURES`` order); NaN where the neighbour is not in the series."""
+    if len(epoch_s) < 2:
+        return  # a lone row has no neighbours: its context stays NaN
+    if np.unique(epoch_s).size != epoch_s.size:
+        raise DataValidationError("timestamps must be unique to build time-context features")
     order = np.argsort(epoch_s)
     ordered = epoch_s[order]
     step = int(CONTEXT_STEP.total_seconds())
-    columns = []
-    for base in ("ghi", "clearsky_index"):
-        values = physics[base][order]
-        for k in CONTEXT_STEPS:
-            for sign in (-1, 1):
-                wanted = epoch_s + sign * k * step
-                position = np.clip(np.searchsorted(ordered, wanted), 0, len(ordered) - 1)
-                found = ordered[position] == wanted
-                columns.append(np.where(found, values[position], np.nan))
-    return columns
+    offsets = np.array([sign * k * step for k in CONTEXT_STEPS for sign in (-1, 1)])
+    wanted = epoch_s[:, None] + offsets[None, :]
+    position = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
+    found = ordered[position] == wanted
+    source = order[position]
+    for block, column in enumerate((_GHI, _CLEARSKY_INDEX)):
+        start = _FIRST_CONTEXT + block * len(offsets)
+        features[:, start : start + len(offsets)] = np.where(
+            found, features[source, column], np.nan
+        )

@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI under gunicorn with uvicorn workers."""

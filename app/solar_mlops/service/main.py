@@ -1,0 +1,258 @@
+"""The FastAPI application. ``create_app()`` loads the model before it returns, so under
+gunicorn's ``preload_app`` the model is loaded once, before any worker serves."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import numpy as np
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
+
+from solar_mlops.features import FEATURE_NAMES
+from solar_mlops.service import metrics
+from solar_mlops.service.batcher import PredictionBatcher, Series
+from solar_mlops.service.middleware import RequestContext
+from solar_mlops.service.model_store import ServedModel, load_served_model
+from solar_mlops.service.prediction_log import PredictionLog
+from solar_mlops.service.schemas import (
+    ActualsRequest,
+    ActualsResponse,
+    Liveness,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+    VersionInfo,
+)
+from solar_mlops.service.settings import ServiceSettings
+from solar_mlops.service.store import connect, create_schema, upsert_actuals
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    served = load_served_model(
+        settings.model_name, settings.model_version, settings.mlflow_tracking_uri,
+        settings.model_cache_dir, settings.sun_cache_rows,
+    )  # fmt: skip
+    loaded = served.loaded
+    log.info("serving %s v%s (%s)", loaded.name, loaded.version, served.source)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Per worker, after the fork: the writer thread, and one prediction so that
+        # LightGBM's thread pool exists before the first request.
+        prediction_log = PredictionLog(
+            connect(settings.prediction_store_url),
+            settings.prediction_queue_rows,
+            settings.prediction_flush_rows,
+        )
+        prediction_log.start()
+        app.state.prediction_log = prediction_log
+        app.state.batcher = PredictionBatcher(served.features, loaded.model)
+        warm = served.features.compute(np.array([1371837600]), np.array([800.0]), np.array([25.0]))
+        loaded.model.predict_array(warm)
+        metrics.MODEL_INFO.labels(
+            loaded.name, loaded.version, loaded.run_id, served.source, settings.colour
+        ).set(1)
+        yield
+        prediction_log.close()
+        prediction_log.engine.dispose()
+
+    app = FastAPI(
+        title="solar-mlops prediction service",
+        summary="AC power forecasts for PVDAQ system 50 from timestamp and weather",
+        version=settings.git_commit[:12],
+        lifespan=lifespan,
+        # Bodies over the limit get a 413 before they are read in full.
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.served = served
+    app.add_middleware(RequestContext)
+    app.include_router(router)
+    return app
+
+
+# Dependencies are coroutines: plain functions would each cost a thread-pool hop.
+async def _served(request: Request) -> ServedModel:
+    return request.app.state.served
+
+
+async def _settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+Served = Annotated[ServedModel, Depends(_served)]
+Settings = Annotated[ServiceSettings, Depends(_settings)]
+
+
+router = APIRouter()
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses={413: {"description": "batch or body over the configured limit"}},
+)
+async def predict(
+    body: PredictRequest,
+    request: Request,
+    served: Served,
+    settings: Settings,
+    include_features: Annotated[bool, Query(description="return derived features")] = False,
+) -> Response:
+    """Forecast AC power for a batch of timestamps with weather."""
+    rows = body.rows
+    if len(rows) > settings.max_batch_rows:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"batch of {len(rows)} rows exceeds the limit of {settings.max_batch_rows}",
+        )
+    series = Series(
+        epoch_s=np.fromiter((int(r.time.timestamp()) for r in rows), np.int64, len(rows)),
+        ghi=np.fromiter((r.ghi for r in rows), np.float64, len(rows)),
+        temp_air=np.fromiter((r.temp_air for r in rows), np.float64, len(rows)),
+    )
+    forecast = await request.app.state.batcher.predict(series)
+    values, power = forecast.features, forecast.power_w
+
+    loaded = served.loaded
+    request_id = request.state.request_id
+    served_at = datetime.now(UTC)
+    request.app.state.prediction_log.submit(
+        [
+            {
+                "request_id": request_id,
+                "time": r.time.astimezone(UTC),
+                "ghi": r.ghi,
+                "temp_air": r.temp_air,
+                "predicted_w": float(p),
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "colour": settings.colour,
+                "served_at": served_at,
+            }
+            for r, p in zip(rows, power, strict=True)
+        ]
+    )
+    metrics.PREDICTION_ROWS.inc(len(rows))
+    metrics.observe_many(metrics.PREDICTED_POWER, power)
+    response = PredictResponse(
+        request_id=request_id,
+        model_name=loaded.name,
+        model_version=loaded.version,
+        # Rows are built from validated input and our own output: skip re-validation.
+        predictions=[
+            Prediction.model_construct(
+                time=r.time,
+                ac_power_w=round(float(p), 3),
+                features=_as_dict(values[i]) if include_features else None,
+            )
+            for i, (r, p) in enumerate(zip(rows, power, strict=True))
+        ],
+    )
+    # Built and checked once here; handing FastAPI the bytes skips a second validation.
+    return Response(response.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/actuals",
+    response_model=ActualsResponse,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        401: {"description": "missing or wrong API key"},
+        503: {"description": "ground-truth intake unavailable"},
+    },
+)
+def actuals(
+    body: ActualsRequest,
+    request: Request,
+    settings: Settings,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> ActualsResponse:
+    """Accept measured AC power for past timestamps (late ground truth)."""
+    expected = settings.ground_truth_key
+    if expected is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "ground-truth intake is disabled: set SOLAR_API_KEY_FILE or SOLAR_API_KEY",
+        )
+    if x_api_key is None or not hmac.compare_digest(x_api_key, expected):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key")
+    now = datetime.now(UTC)
+    future = [i for i, row in enumerate(body.rows) if row.time > now]
+    if future:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"rows {future[:5]} lie in the future: actuals are for past timestamps",
+        )
+    engine = request.app.state.prediction_log.engine
+    try:
+        create_schema(engine)
+        accepted = upsert_actuals(engine, [(r.time, r.ac_power_w) for r in body.rows])
+    except Exception as exc:  # the store is down: say so, the caller retries
+        log.warning("actuals: store unavailable: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "prediction store unavailable; nothing was stored, retry later",
+        ) from exc
+    return ActualsResponse(accepted=accepted)
+
+
+@router.get("/health/live", response_model=Liveness)
+async def live() -> Liveness:
+    """Liveness: the process answers."""
+    return Liveness()
+
+
+@router.get("/health/ready", response_model=Readiness)
+async def ready(served: Served) -> Readiness:
+    """Readiness: the model is loaded (it always is once the worker serves)."""
+    return Readiness(model_name=served.loaded.name, model_version=served.loaded.version)
+
+
+@router.get("/version", response_model=VersionInfo)
+async def version(served: Served, settings: Settings) -> VersionInfo:
+    """Exactly which model answers, and from where it was loaded."""
+    loaded = served.loaded
+    return VersionInfo(
+        model_name=loaded.name,
+        model_version=loaded.version,
+        requested=served.requested,
+        run_id=loaded.run_id,
+        feature_schema_hash=str(loaded.metadata.get("feature_schema_hash", "")),
+        model_git_commit=str(loaded.metadata.get("git_commit", "")),
+        service_git_commit=settings.git_commit,
+        source=served.source,
+        colour=settings.colour,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _as_dict(row: np.ndarray) -> dict[str, float | None]:
+    return {
+        name: (None if np.isnan(value) else float(value))
+        for name, value in zip(FEATURE_NAMES, row, strict=True)
+    }

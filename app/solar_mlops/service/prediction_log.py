@@ -1,0 +1,101 @@
+"""Write predictions to the store off the request path: a bounded queue drained by one
+thread per worker. A slow or absent store never fails or slows a request; what cannot
+be written is counted, and whatever is queued is flushed on graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from solar_mlops.service import metrics
+from solar_mlops.service.store import create_schema, write_predictions
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+RETRIES = 3
+BACKOFF_S = (0.5, 1.0, 2.0)
+
+
+class PredictionLog:
+    def __init__(self, engine: Engine, max_rows: int, flush_rows: int) -> None:
+        self.engine = engine
+        self.max_rows = max_rows
+        self.flush_rows = flush_rows
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._schema_ready = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue rows for writing; never blocks. Rows beyond the bound are dropped."""
+        with self._lock:
+            if self._pending + len(rows) > self.max_rows:
+                metrics.LOG_DROPPED.inc(len(rows))
+                return
+            self._pending += len(rows)
+        metrics.LOG_QUEUE_ROWS.inc(len(rows))
+        self._queue.put(rows)
+
+    def close(self, timeout: float = 20.0) -> None:
+        """Write what is queued (graceful shutdown), waiting at most ``timeout``."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("prediction log: %d rows still queued at shutdown", self._pending)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[dict[str, Any]] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.extend(item)  # type: ignore[arg-type]
+                if len(batch) >= self.flush_rows:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        for attempt in range(RETRIES + 1):
+            try:
+                if not self._schema_ready:
+                    create_schema(self.engine)
+                    self._schema_ready = True
+                write_predictions(self.engine, batch)
+            except Exception as exc:  # any store error: count it, back off, try again
+                metrics.LOG_WRITE_FAILURES.inc()
+                log.warning("prediction log: write of %d rows failed: %s", len(batch), exc)
+                if attempt < RETRIES:
+                    time.sleep(BACKOFF_S[attempt])
+                continue
+            metrics.LOG_WRITTEN.inc(len(batch))
+            break
+        else:
+            metrics.LOG_DROPPED.inc(len(batch))
+            log.error("prediction log: dropped %d rows after %d attempts", len(batch), RETRIES + 1)
+        with self._lock:
+            self._pending -= len(batch)
+        metrics.LOG_QUEUE_ROWS.dec(len(batch))

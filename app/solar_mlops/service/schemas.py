@@ -1,0 +1,109 @@
+"""The API's contract: request and response models, with the validation in them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from solar_mlops.quality import GHI_RANGE, TEMP_AIR_RANGE
+
+# Far enough either side of the training years to catch a typo, not a real forecast.
+EARLIEST = datetime.fromisoformat("1990-01-01T00:00:00+00:00")
+LATEST = datetime.fromisoformat("2100-01-01T00:00:00+00:00")
+
+
+class WeatherRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: AwareDatetime = Field(
+        ge=EARLIEST, lt=LATEST,
+        description="ISO 8601 with a UTC offset: the centre of the half hour forecast",
+        examples=["2013-06-21T12:00:00-07:00"],
+    )  # fmt: skip
+    ghi: float = Field(
+        ge=GHI_RANGE[0], le=GHI_RANGE[1], allow_inf_nan=False,
+        description="global horizontal irradiance, W/m2", examples=[850.0],
+    )  # fmt: skip
+    temp_air: float = Field(
+        ge=TEMP_AIR_RANGE[0], le=TEMP_AIR_RANGE[1], allow_inf_nan=False,
+        description="air temperature, degC", examples=[24.0],
+    )  # fmt: skip
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[WeatherRow] = Field(
+        min_length=1,
+        description="one or more timestamps with weather; a series on the 30-minute grid "
+        "lets each row see its neighbours",
+    )
+
+    @model_validator(mode="after")
+    def _unique_times(self) -> PredictRequest:
+        seen: set[float] = set()
+        for position, row in enumerate(self.rows):
+            stamp = row.time.timestamp()
+            if stamp in seen:
+                raise ValueError(f"rows[{position}].time repeats an earlier timestamp")
+            seen.add(stamp)
+        return self
+
+
+class Prediction(BaseModel):
+    time: datetime
+    ac_power_w: float = Field(description="mean AC power over the half hour centred on time")
+    features: dict[str, float | None] | None = Field(
+        None, description="the derived features, when include_features=true"
+    )
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class Actual(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: AwareDatetime = Field(ge=EARLIEST, lt=LATEST)
+    ac_power_w: float = Field(ge=-10, le=100_000, allow_inf_nan=False)
+
+
+class ActualsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Actual] = Field(min_length=1, description="measured AC power for past times")
+
+
+class ActualsResponse(BaseModel):
+    accepted: int
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_name: str
+    model_version: str
+
+
+class VersionInfo(BaseModel):
+    model_name: str
+    model_version: str
+    requested: str = Field(description="what the service was asked to serve (version or alias)")
+    run_id: str
+    feature_schema_hash: str
+    model_git_commit: str
+    service_git_commit: str
+    source: Literal["registry", "cache"] = Field(
+        description="'cache' when MLflow was unreachable at start-up and the last-known-good "
+        "local copy is served"
+    )
+    colour: str
