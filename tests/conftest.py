@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from solar_mlops.data import TimeWindow
+from solar_mlops.pipeline import TrainOutcome, train_and_register
 from solar_mlops.predictor import PowerModel
+from solar_mlops.registry import Registry
 from solar_mlops.site import Site
 from solar_mlops.training import Prepared, TrainingConfig, TrainingResult, prepare, train
 
@@ -51,3 +55,19 @@ def weather_frame(
 
 
 SUMMER_2013 = TimeWindow("2013-06-01", "2013-06-30")
+
+
+@pytest.fixture(scope="session")
+def embedded_registry(
+    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared
+) -> tuple[str, TrainOutcome]:
+    """A SQLite-backed MLflow registry (no server) with version 1 as champion.
+
+    MLflow puts artifacts of a SQLite store under ./mlruns, so training runs from the
+    registry's own folder.
+    """
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with contextlib.chdir(root):
+        outcome = train_and_register(Registry(tracking_uri=uri), FAST, prepared=prepared)
+    return uri, outcome

@@ -39,6 +39,7 @@ def running(
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the block ends; yield once ``health_url`` answers 200."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -75,4 +76,20 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
     with running(command, f"{url}/health", root / "mlflow-server.log", timeout=90):
+        yield url
+
+
+@contextlib.contextmanager
+def gunicorn_server(root: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """The prediction service as deployed: gunicorn with uvicorn workers, on 127.0.0.1."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = {
+        "SOLAR_BIND": f"127.0.0.1:{port}",
+        "SOLAR_WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
+        **env,
+    }
+    command = ["gunicorn", "-c", "python:solar_mlops.service.gunicorn_conf"]
+    with running(command, f"{url}/health/ready", root / "gunicorn.log", timeout=90, env=settings):
         yield url

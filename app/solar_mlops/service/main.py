@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from fastapi import (
     Response,
     status,
 )
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from solar_mlops.features import FEATURE_NAMES
 from solar_mlops.service import metrics
@@ -86,8 +90,28 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.served = served
     app.add_middleware(RequestContext)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
     return app
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, made safe for what JSON cannot hold: a NaN or infinity sent by
+    the client is echoed back as text instead of failing the response with a 500."""
+    errors = jsonable_encoder(exc.errors())  # type: ignore[attr-defined]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": _json_safe(errors)}
+    )
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 # Dependencies are coroutines: plain functions would each cost a thread-pool hop.
@@ -140,7 +164,7 @@ async def predict(
         [
             {
                 "request_id": request_id,
-                "time": r.time.astimezone(UTC),
+                "time": r.time,
                 "ghi": r.ghi,
                 "temp_air": r.temp_air,
                 "predicted_w": float(p),
@@ -162,7 +186,7 @@ async def predict(
         predictions=[
             Prediction.model_construct(
                 time=r.time,
-                ac_power_w=round(float(p), 3),
+                ac_power_w=float(p),
                 features=_as_dict(values[i]) if include_features else None,
             )
             for i, (r, p) in enumerate(zip(rows, power, strict=True))
@@ -178,7 +202,8 @@ async def predict(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         401: {"description": "missing or wrong API key"},
-        503: {"description": "ground-truth intake unavailable"},
+        403: {"description": "ground-truth intake disabled (no key configured)"},
+        503: {"description": "prediction store unavailable; nothing stored, retry"},
     },
 )
 def actuals(
@@ -191,8 +216,9 @@ def actuals(
     expected = settings.ground_truth_key
     if expected is None:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "ground-truth intake is disabled: set SOLAR_API_KEY_FILE or SOLAR_API_KEY",
+            status.HTTP_403_FORBIDDEN,
+            "ground-truth intake is disabled on this instance: set SOLAR_API_KEY_FILE "
+            "or SOLAR_API_KEY",
         )
     if x_api_key is None or not hmac.compare_digest(x_api_key, expected):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key")

@@ -53,7 +53,9 @@ class PredictionLog:
             self._queue.put(_STOP)
             self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("prediction log: %d rows still queued at shutdown", self._pending)
+            # The process is going away with them: they are lost, so count them.
+            metrics.LOG_DROPPED.inc(self._pending)
+            log.error("prediction log: %d rows unwritten at shutdown", self._pending)
 
     @property
     def pending(self) -> int:

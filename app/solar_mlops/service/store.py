@@ -52,8 +52,13 @@ def create_schema(engine: Engine) -> None:
 
 
 def write_predictions(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
+    # SQLite keeps only the clock time of a datetime: store UTC on every backend.
+    values = [
+        {**row, "time": row["time"].astimezone(UTC), "served_at": row["served_at"].astimezone(UTC)}
+        for row in rows
+    ]
     with engine.begin() as connection:
-        connection.execute(predictions.insert(), list(rows))
+        connection.execute(predictions.insert(), values)
 
 
 def upsert_actuals(engine: Engine, rows: Sequence[tuple[datetime, float]]) -> int:

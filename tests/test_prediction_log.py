@@ -1,0 +1,300 @@
+"""The prediction log and the store: on SQLite (a file) and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from postgres import PostgresServer
+from prometheus_client import REGISTRY
+from sqlalchemy.engine import Engine
+
+from solar_mlops.service import prediction_log, store
+from solar_mlops.service.prediction_log import PredictionLog
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+READINGS = {
+    "written": "solar_prediction_log_written_rows_total",
+    "failures": "solar_prediction_log_write_failures_total",
+    "dropped": "solar_prediction_log_dropped_rows_total",
+    "queued": "solar_prediction_log_queue_rows",
+}
+START = datetime(2024, 6, 21, 18, 0, tzinfo=UTC)
+SERVED_AT = datetime(2024, 6, 21, 18, 0, 1, 123456, tzinfo=UTC)
+SITE_TZ = ZoneInfo("Etc/GMT+7")  # the PV site's clock: UTC-7, no DST
+FAST = 0.1  # seconds: far above a queue put, far below any store round trip under load
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def readings() -> dict[str, float]:
+    # Process-global metrics: tests compare deltas, never absolute values.
+    return {key: REGISTRY.get_sample_value(name) or 0.0 for key, name in READINGS.items()}
+
+
+def since(before: dict[str, float]) -> dict[str, float]:
+    now = readings()
+    return {key: now[key] - before[key] for key in READINGS}
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def prediction_rows(n: int) -> list[dict[str, Any]]:
+    """Rows as the service submits them: UTC times, floats that are not round decimals."""
+    return [
+        {
+            "request_id": f"req-{i // 7}",
+            "time": START + timedelta(minutes=30 * i),
+            "ghi": 800.0 + i / 3,
+            "temp_air": 21.25 - i / 7,
+            "predicted_w": 2500.0 + i * 0.1,
+            "model_name": "solar-power",
+            "model_version": "7",
+            "colour": "blue",
+            "served_at": SERVED_AT,
+        }
+        for i in range(n)
+    ]
+
+
+def naive_utc(value: Any) -> Any:
+    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
+
+
+def utc_column(engine: Engine, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """A timestamp column as the stored UTC wall time, naive, on either backend."""
+    if isinstance(column.type, sa.DateTime) and engine.dialect.name == "postgresql":
+        # The server's zone is not UTC (see ``pg``): read the instant back in UTC.
+        return sa.func.timezone("UTC", column).label(column.name)
+    return column  # SQLite keeps the wall time it was given, without an offset
+
+
+def stored_predictions(engine: Engine) -> list[dict[str, Any]]:
+    table = store.predictions
+    columns = [utc_column(engine, c) for c in table.c if c.name != "id"]
+    with engine.connect() as connection:
+        result = connection.execute(sa.select(*columns).order_by(table.c.id))
+        return [dict(row) for row in result.mappings()]
+
+
+def expected(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{key: naive_utc(value) for key, value in row.items()} for row in rows]
+
+
+def stored_actuals(engine: Engine) -> list[tuple[datetime, float, datetime]]:
+    table = store.actuals
+    columns = [utc_column(engine, c) for c in table.c]
+    with engine.connect() as connection:
+        result = connection.execute(sa.select(*columns).order_by(table.c.time))
+        return [(row.time, row.measured_w, row.received_at) for row in result]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def timed_submit(log: PredictionLog, rows: Sequence[dict[str, Any]]) -> float:
+    started = time.perf_counter()
+    log.submit(rows)
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Hold a lock that makes the writer's INSERT wait: a store that has stalled."""
+    if engine.dialect.name == "sqlite":
+        assert engine.url.database is not None
+        connection = sqlite3.connect(engine.url.database, isolation_level=None)
+        try:
+            connection.execute("BEGIN EXCLUSIVE")
+            yield
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    else:
+        # Leaving the block rolls the transaction back, which releases the lock.
+        with engine.connect() as pg_connection:
+            pg_connection.execute(sa.text("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE"))
+            yield
+
+
+# --- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    # A session zone other than UTC: values only read back right if stored as instants.
+    root = tmp_path_factory.mktemp("postgres")
+    with PostgresServer(root, timezone="America/Denver") as server:
+        yield server
+
+
+@pytest.fixture
+def pg_engine(pg: PostgresServer) -> Iterator[Engine]:
+    """A fresh database per test on the shared server."""
+    engine = store.connect(pg.create_database(f"t_{uuid.uuid4().hex[:12]}"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "postgres":
+        # Looked up lazily so that SQLite-only runs never start a server.
+        yield request.getfixturevalue("pg_engine")
+        return
+    engine = store.connect(f"sqlite:///{tmp_path / 'store.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def open_log() -> Iterator[Callable[..., PredictionLog]]:
+    """Started prediction logs, all closed at teardown so no writer outlives its test."""
+    logs: list[PredictionLog] = []
+
+    def make(engine: Engine, max_rows: int = 10_000, flush_rows: int = 64) -> PredictionLog:
+        log = PredictionLog(engine, max_rows=max_rows, flush_rows=flush_rows)
+        log.start()
+        logs.append(log)
+        return log
+
+    yield make
+    for log in logs:
+        log.close(timeout=10)
+
+
+# --- prediction log ----------------------------------------------------------------------
+
+
+def test_close_flushes_every_submitted_row(
+    engine: Engine, open_log: Callable[..., PredictionLog]
+) -> None:
+    before = readings()
+    log = open_log(engine, flush_rows=64)
+    rows = prediction_rows(250)
+    for i in range(0, len(rows), 7):  # request-sized submissions, batched by the writer
+        log.submit(rows[i : i + 7])
+    log.close()
+
+    assert log.pending == 0
+    assert stored_predictions(engine) == expected(rows)
+    assert since(before) == {"written": 250, "failures": 0, "dropped": 0, "queued": 0}
+
+
+def test_submit_never_blocks_and_drops_beyond_the_bound(
+    engine: Engine, open_log: Callable[..., PredictionLog]
+) -> None:
+    store.create_schema(engine)
+    before = readings()
+    log = open_log(engine, max_rows=10, flush_rows=100)
+    rows = prediction_rows(15)
+    with write_lock(engine):
+        # Nothing can be written while the lock is held, so the bound is reached
+        # deterministically: 4 + 4 fit, 4 would make 12, 2 fit, 1 would make 11.
+        took = [timed_submit(log, rows[a:b]) for a, b in ((0, 4), (4, 8), (8, 12), (12, 14))]
+        took.append(timed_submit(log, rows[14:15]))
+        assert max(took) < FAST
+        assert log.pending == 10
+        assert since(before) == {"written": 0, "failures": 0, "dropped": 5, "queued": 10}
+    log.close()
+
+    assert stored_predictions(engine) == expected(rows[0:8] + rows[12:14])
+    assert since(before) == {"written": 10, "failures": 0, "dropped": 5, "queued": 0}
+
+
+@pytest.mark.integration
+def test_outage_longer_than_the_retries_drops_the_batch_and_recovers(
+    pg: PostgresServer,
+    pg_engine: Engine,
+    open_log: Callable[..., PredictionLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prediction_log, "BACKOFF_S", (0.05, 0.05, 0.05))
+    attempts = prediction_log.RETRIES + 1
+    before = readings()
+    log = open_log(pg_engine)
+    rows = prediction_rows(30)
+    # A first write leaves a pooled connection for the outage to cut.
+    log.submit(rows[0:10])
+    wait_until(lambda: log.pending == 0, "the first batch")
+
+    with pg.stopped():
+        assert timed_submit(log, rows[10:20]) < FAST
+        wait_until(lambda: log.pending == 0, "the batch to be given up")
+        assert since(before) == {"written": 10, "failures": attempts, "dropped": 10, "queued": 0}
+
+    # The writer survived the outage: later batches are stored once the server is back.
+    log.submit(rows[20:30])
+    log.close()
+    assert stored_predictions(pg_engine) == expected(rows[0:10] + rows[20:30])
+    assert since(before) == {"written": 20, "failures": attempts, "dropped": 10, "queued": 0}
+
+
+@pytest.mark.integration
+def test_outage_within_the_backoff_window_loses_nothing(
+    pg: PostgresServer,
+    pg_engine: Engine,
+    open_log: Callable[..., PredictionLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # About 4.5 s of retries; a restart takes well under one.
+    monkeypatch.setattr(prediction_log, "BACKOFF_S", (0.5, 1.0, 3.0))
+    before = readings()
+    log = open_log(pg_engine)
+    rows = prediction_rows(15)
+    log.submit(rows[0:5])
+    wait_until(lambda: log.pending == 0, "the first batch")
+
+    with pg.stopped():
+        assert timed_submit(log, rows[5:15]) < FAST
+        wait_until(lambda: since(before)["failures"] >= 1, "a failed write")
+
+    wait_until(lambda: log.pending == 0, "the retried batch", timeout=15)
+    delta = since(before)
+    assert 1 <= delta.pop("failures") < prediction_log.RETRIES + 1
+    assert delta == {"written": 15, "dropped": 0, "queued": 0}
+    log.close()
+    assert stored_predictions(pg_engine) == expected(rows)
+
+
+# --- actuals -----------------------------------------------------------------------------
+
+
+def test_upsert_actuals_keeps_one_row_per_time_with_the_later_value(engine: Engine) -> None:
+    store.create_schema(engine)
+    noon = datetime(2024, 6, 21, 12, 0, tzinfo=SITE_TZ)  # 19:00 UTC
+    later = noon + timedelta(minutes=30)
+    assert store.upsert_actuals(engine, [(noon, 1500.0), (later, 1600.0)]) == 2
+    # The same instant written in another zone is the same row.
+    assert store.upsert_actuals(engine, [(noon.astimezone(UTC), 1550.0)]) == 1
+
+    (t1, w1, received1), (t2, w2, received2) = stored_actuals(engine)
+    assert (t1, w1) == (datetime(2024, 6, 21, 19, 0), 1550.0)
+    assert (t2, w2) == (datetime(2024, 6, 21, 19, 30), 1600.0)
+    assert received1 > received2  # the replaced row records its second arrival
+
+
+def test_upsert_actuals_repeated_time_in_one_call_keeps_the_last(engine: Engine) -> None:
+    # Nothing in the API rejects a request that repeats a time.
+    store.create_schema(engine)
+    noon = datetime(2024, 6, 21, 12, 0, tzinfo=SITE_TZ)
+    assert store.upsert_actuals(engine, [(noon, 1500.0), (noon, 1510.0)]) == 2
+    assert [(t, w) for t, w, _ in stored_actuals(engine)] == [
+        (datetime(2024, 6, 21, 19, 0), 1510.0)
+    ]

@@ -1,0 +1,220 @@
+"""The prediction API in one process: contract, validation, limits, auth, parity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import weather_frame
+from fastapi.testclient import TestClient
+
+from solar_mlops.errors import RegistryError
+from solar_mlops.features import FEATURE_NAMES, FeatureBuilder
+from solar_mlops.pipeline import TrainOutcome
+from solar_mlops.service.main import create_app
+from solar_mlops.service.settings import ServiceSettings
+from solar_mlops.training import Prepared
+
+API_KEY = "test-ground-truth-key"
+MAX_ROWS = 60
+MAX_BODY = 64 * 1024
+
+
+def settings_for(registry_uri: str, root: Path, **overrides: object) -> ServiceSettings:
+    values: dict[str, object] = {
+        "mlflow_tracking_uri": registry_uri,
+        "model_cache_dir": root / "cache",
+        "prediction_store_url": f"sqlite:///{root / 'predictions.db'}",
+        "api_key": API_KEY,
+        "max_batch_rows": MAX_ROWS,
+        "max_body_bytes": MAX_BODY,
+        "git_commit": "0123456789abcdef",
+        "colour": "blue",
+    }
+    return ServiceSettings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def client(
+    embedded_registry: tuple[str, TrainOutcome], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    uri, _ = embedded_registry
+    app = create_app(settings_for(uri, tmp_path_factory.mktemp("service")))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def rows_of(weather: pd.DataFrame) -> list[dict[str, object]]:
+    return [
+        {"time": t.isoformat(), "ghi": float(r.ghi), "temp_air": float(r.temp_air)}
+        for t, r in weather.iterrows()
+    ]
+
+
+def one_row(**changes: object) -> dict[str, object]:
+    return {"time": "2013-06-21T12:00:00-07:00", "ghi": 850.0, "temp_air": 24.0, **changes}
+
+
+def test_predict_answers_with_the_pinned_version(client: TestClient) -> None:
+    response = client.post(
+        "/predict", json={"rows": [one_row()]}, headers={"X-Request-ID": "req-42"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == "solar-power" and body["model_version"] == "1"
+    assert body["request_id"] == "req-42" == response.headers["x-request-id"]
+    (prediction,) = body["predictions"]
+    assert 500 < prediction["ac_power_w"] < 3500
+    assert prediction["features"] is None
+
+
+def test_training_and_serving_features_and_predictions_are_identical(
+    client: TestClient, prepared: Prepared, embedded_registry: tuple[str, TrainOutcome]
+) -> None:
+    """A day of holdout weather through the API and through the training code."""
+    day = prepared.frame.loc["2013-07-10"][["ghi", "temp_air"]]
+    response = client.post(
+        "/predict", params={"include_features": "true"}, json={"rows": rows_of(day)}
+    )
+    assert response.status_code == 200, response.text
+    served = pd.DataFrame(
+        [p["features"] for p in response.json()["predictions"]], index=day.index
+    ).astype("float64")[list(FEATURE_NAMES)]
+    offline = FeatureBuilder(prepared.site).build(day)
+    pd.testing.assert_frame_equal(served, offline, check_freq=False, check_names=False)
+    # Rows whose neighbours were all sent see exactly what training saw.
+    inner = day.index[2:-2]
+    pd.testing.assert_frame_equal(
+        served.loc[inner], prepared.features.loc[inner], check_freq=False, check_names=False
+    )
+    _, outcome = embedded_registry
+    expected = outcome.result.model.predict(offline)
+    served_power = np.array([p["ac_power_w"] for p in response.json()["predictions"]])
+    np.testing.assert_array_equal(served_power, expected)
+
+
+def test_night_rows_are_zero(client: TestClient) -> None:
+    rows = rows_of(weather_frame("2013-06-21 00:00", 8))
+    response = client.post("/predict", json={"rows": rows})
+    assert [p["ac_power_w"] for p in response.json()["predictions"]] == [0.0] * 8
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "kind"),
+    [
+        ({"ghi": 850.0, "temp_air": 24.0}, "time", "missing"),
+        (one_row(time="2013-06-21T12:00:00"), "time", "timezone_aware"),
+        (one_row(time="1913-06-21T12:00:00Z"), "time", "greater_than_equal"),
+        (one_row(ghi=-5.0), "ghi", "greater_than_equal"),
+        (one_row(ghi=2000.0), "ghi", "less_than_equal"),
+        (one_row(temp_air=99.0), "temp_air", "less_than_equal"),
+        (one_row(ghi="lots"), "ghi", "float_parsing"),
+        (one_row(wind=3.0), "wind", "extra_forbidden"),
+    ],
+)
+def test_bad_rows_get_field_level_422(
+    client: TestClient, row: dict[str, object], field: str, kind: str
+) -> None:
+    response = client.post("/predict", json={"rows": [row]})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "rows", 0, field] and error["type"] == kind
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(client: TestClient, token: str) -> None:
+    body = f'{{"rows": [{{"time": "2013-06-21T12:00:00Z", "ghi": {token}, "temp_air": 20}}]}}'
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "rows", 0, "ghi"]
+
+
+def test_duplicate_timestamps_and_empty_batches_are_refused(client: TestClient) -> None:
+    duplicate = client.post("/predict", json={"rows": [one_row(), one_row(ghi=10.0)]})
+    assert duplicate.status_code == 422
+    assert "rows[1].time repeats" in duplicate.text
+    empty = client.post("/predict", json={"rows": []})
+    assert empty.status_code == 422 and empty.json()["detail"][0]["type"] == "too_short"
+
+
+def test_limits_answer_413(client: TestClient) -> None:
+    too_many = rows_of(weather_frame("2013-06-21", MAX_ROWS + 1))
+    response = client.post("/predict", json={"rows": too_many})
+    assert response.status_code == 413
+    assert f"exceeds the limit of {MAX_ROWS}" in response.json()["detail"]
+    padding = json.dumps({"rows": [one_row()], "pad": "x" * MAX_BODY})
+    response = client.post(
+        "/predict", content=padding, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_probes_and_version(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "alive"}
+    ready = client.get("/health/ready").json()
+    assert ready == {"status": "ready", "model_name": "solar-power", "model_version": "1"}
+    version = client.get("/version").json()
+    assert version["requested"] == "champion" and version["source"] == "registry"
+    assert version["service_git_commit"] == "0123456789abcdef"
+    assert version["colour"] == "blue" and len(version["feature_schema_hash"]) == 16
+    assert version["run_id"]
+
+
+def test_actuals_need_the_key_and_past_times(client: TestClient) -> None:
+    rows = {"rows": [{"time": "2013-06-21T12:00:00-07:00", "ac_power_w": 2100.0}]}
+    assert client.post("/actuals", json=rows).status_code == 401
+    wrong = client.post("/actuals", json=rows, headers={"X-API-Key": "guess"})
+    assert wrong.status_code == 401
+    accepted = client.post("/actuals", json=rows, headers={"X-API-Key": API_KEY})
+    assert accepted.status_code == 202 and accepted.json() == {"accepted": 1}
+    future = {"rows": [{"time": "2099-01-01T00:00:00Z", "ac_power_w": 1.0}]}
+    refused = client.post("/actuals", json=future, headers={"X-API-Key": API_KEY})
+    assert refused.status_code == 422 and "future" in refused.text
+
+
+def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
+    def count(status: str) -> float:
+        text = client.get("/metrics").text
+        line = f'solar_http_requests_total{{endpoint="/predict",method="POST",status="{status}"}}'
+        return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
+
+    before_ok, before_bad = count("200"), count("422")
+    client.post("/predict", json={"rows": [one_row()]})
+    client.post("/predict", json={"rows": [one_row(ghi=-1)]})
+    assert (count("200"), count("422")) == (before_ok + 1, before_bad + 1)
+    assert 'solar_model_info{colour="blue",model_name="solar-power"' in client.get("/metrics").text
+
+
+def test_explicit_version_and_unknown_version(
+    embedded_registry: tuple[str, TrainOutcome], tmp_path: Path
+) -> None:
+    uri, _ = embedded_registry
+    app = create_app(settings_for(uri, tmp_path, model_version="1"))
+    with TestClient(app) as pinned:
+        assert pinned.get("/version").json()["requested"] == "1"
+    with pytest.raises(RegistryError, match="has no version '7'"):
+        create_app(settings_for(uri, tmp_path, model_version="7"))
+    with pytest.raises(RegistryError, match="has no alias 'staging'"):
+        create_app(settings_for(uri, tmp_path, model_version="staging"))
+
+
+def test_ground_truth_intake_off_without_a_key(
+    embedded_registry: tuple[str, TrainOutcome], tmp_path: Path
+) -> None:
+    uri, _ = embedded_registry
+    with TestClient(create_app(settings_for(uri, tmp_path, api_key=None))) as keyless:
+        response = keyless.post("/actuals", json={"rows": [{"time": "2013-01-01T00:00:00Z",
+                                                             "ac_power_w": 1.0}]})  # fmt: skip
+        assert response.status_code == 403 and "SOLAR_API_KEY_FILE" in response.text
+
+
+def test_api_key_file_wins(embedded_registry: tuple[str, TrainOutcome], tmp_path: Path) -> None:
+    uri, _ = embedded_registry
+    secret = tmp_path / "key"
+    secret.write_text("from-the-file\n")
+    settings = settings_for(uri, tmp_path, api_key_file=secret)
+    assert settings.ground_truth_key == "from-the-file"
