@@ -9,6 +9,10 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 # Compiled bytecode makes every later import fast, even where PYTHONDONTWRITEBYTECODE is set.
 export UV_COMPILE_BYTECODE := 1
 RUN := $(UV) run --locked
+# Debian packages the tests and the lab need: a real Postgres for the prediction store,
+# the Docker engine and debootstrap for hermetic images, wrk for the benchmarks.
+APT_PACKAGES := postgresql docker.io debootstrap wrk
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help
 help: ## list the targets
@@ -22,10 +26,28 @@ $(TOOLS)/bin/uv:
 install: $(UV) ## create .venv from uv.lock (Python 3.11)
 	$(UV) sync --locked
 
+.PHONY: system-deps
+system-deps: ## install the Debian packages above when missing (root, or sudo)
+	@missing=""; for pkg in $(APT_PACKAGES); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+.PHONY: docker-engine
+docker-engine: system-deps ## make sure a Docker engine answers (starts dockerd without systemd)
+	@$(SUDO) scripts/start-dockerd.sh
+
 .PHONY: demo
 demo: install ## train -> evaluate -> register -> gate, then list the registry
 	$(RUN) solar train
 	$(RUN) solar models
+
+.PHONY: serve
+serve: install ## run the prediction service on 127.0.0.1:8000 with the local registry's champion
+	SOLAR_BIND=127.0.0.1:8000 $(RUN) gunicorn -c python:solar_mlops.service.gunicorn_conf
 
 .PHONY: lint
 lint: install ## ruff lint and format check
@@ -33,12 +55,13 @@ lint: install ## ruff lint and format check
 	$(RUN) ruff format --check .
 
 .PHONY: test
-test: lint ## every test (unit, data, model, and integration against real servers)
+test: lint docker-engine ## every test: unit, data, model, and integration against real servers
 	$(RUN) pytest
 
 .PHONY: bench
-bench: install ## benchmarks (see docs/benchmarks.md)
+bench: install system-deps ## benchmarks (see docs/benchmarks.md)
 	$(RUN) python bench/model_table.py
+	$(RUN) python bench/service_throughput.py
 
 .PHONY: clean
 clean: ## remove the local MLflow store and caches (keeps .venv)

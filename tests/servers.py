@@ -6,10 +6,16 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def venv_bin(name: str) -> str:
+    """A console script of the running interpreter's environment, whatever PATH says."""
+    return str(Path(sys.executable).with_name(name))
 
 
 def free_port() -> int:
@@ -71,7 +77,7 @@ def mlflow_server(root: Path) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
-        "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        venv_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
@@ -90,6 +96,6 @@ def gunicorn_server(root: Path, env: dict[str, str], workers: int = 2) -> Iterat
         "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
         **env,
     }
-    command = ["gunicorn", "-c", "python:solar_mlops.service.gunicorn_conf"]
+    command = [venv_bin("gunicorn"), "-c", "python:solar_mlops.service.gunicorn_conf"]
     with running(command, f"{url}/health/ready", root / "gunicorn.log", timeout=90, env=settings):
         yield url

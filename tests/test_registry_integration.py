@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FAST
-from servers import mlflow_server
+from servers import mlflow_server, venv_bin
 
 from solar_mlops import features
 from solar_mlops.data import TimeWindow
@@ -123,10 +123,12 @@ def test_cli_lists_aliases_and_names_a_missing_version(
 ) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": server, "COLUMNS": "200"}
     listing = subprocess.run(
-        ["solar", "models"], env=env, capture_output=True, text=True, check=True
+        [venv_bin("solar"), "models"], env=env, capture_output=True, text=True, check=True
     )
     assert "champion" in listing.stdout and "refused" in listing.stdout
-    missing = subprocess.run(["solar", "evaluate", "99"], env=env, capture_output=True, text=True)
+    missing = subprocess.run(
+        [venv_bin("solar"), "evaluate", "99"], env=env, capture_output=True, text=True
+    )
     assert missing.returncode == 2
     assert "has no version 99" in missing.stdout
     assert "Traceback" not in missing.stdout + missing.stderr

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from servers import gunicorn_server, mlflow_server
+from servers import gunicorn_server, mlflow_server, venv_bin
 
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.pipeline import train_and_register
@@ -115,7 +115,8 @@ def test_schemathesis_finds_no_server_error(world: dict) -> None:
     root, env = world["root"], {**world["env"], "SOLAR_API_KEY": "fuzz-key"}
     with gunicorn_server(root / "fuzz", env) as url:
         result = subprocess.run(
-            ["schemathesis", "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
+            [venv_bin("schemathesis"), "run", f"{url}/openapi.json",
+             "--checks", "not_a_server_error",
              "--max-examples", "60", "--workers", "2", "--seed", "7"],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip

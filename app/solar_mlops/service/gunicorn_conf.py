@@ -37,6 +37,9 @@ timeout = int(os.environ.get("SOLAR_TIMEOUT", "30"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = None  # requests are counted in /metrics; errors still go to stderr
+# gunicorn's runtime control socket is not used, and its default lives under $HOME,
+# which a read-only container does not have.
+control_socket_disable = True
 errorlog = "-"
 
 

@@ -1,0 +1,177 @@
+"""Throughput and latency of the prediction service, against a trivial endpoint on
+the same server, in one run.
+
+Starts the service as deployed (gunicorn, 2 uvicorn workers, preload) on 127.0.0.1
+with a freshly trained model in a throwaway SQLite registry, then drives it with wrk
+(Debian package ``wrk``). Every number is printed with the wrk settings behind it.
+
+    uv run python bench/service_throughput.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from solar_mlops.pipeline import train_and_register
+from solar_mlops.registry import Registry
+from solar_mlops.training import TrainingConfig
+
+CONNECTIONS = 16
+DURATION_S = 10
+WARMUP_S = 3
+
+ONE_ROW = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+-- 96 half hours of one day: a forecast service is asked about the same upcoming slots
+local base = 1371794400
+request = function()
+  local t = base + 1800 * math.random(0, 95)
+  local body = string.format(
+    '{"rows":[{"time":"%s","ghi":%d,"temp_air":%d}]}',
+    os.date("!%Y-%m-%dT%H:%M:%SZ", t), math.random(0, 1000), math.random(-5, 35))
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+ONE_ROW_UNIQUE = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+-- a new instant on every request: no solar geometry is ever reused
+local base = 1262304000
+request = function()
+  local t = base + math.random(0, 315360000)
+  local body = string.format(
+    '{"rows":[{"time":"%s","ghi":%d,"temp_air":%d}]}',
+    os.date("!%Y-%m-%dT%H:%M:%SZ", t), math.random(0, 1000), math.random(-5, 35))
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def batch_script(rows: int) -> str:
+    start = 1370070000  # 2013-06-01 00:00 -07:00
+    body = json.dumps(
+        {"rows": [
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 1800 * i)),
+             "ghi": float((i * 37) % 1000), "temp_air": 20.0}
+            for i in range(rows)
+        ]}
+    )  # fmt: skip
+    return (
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+    )
+
+
+def wrk(
+    url: str, script: str | None, connections: int, work: Path, duration: int = DURATION_S
+) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    if script is not None:
+        path = work / f"script-{abs(hash(script))}.lua"
+        path.write_text(script)
+        command += ["-s", str(path)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-2xx responses:\n{out}")
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": latency("50%"), "p99_ms": latency("99%")}
+
+
+def worker_rss_mib(master_pid: int) -> list[float]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kib = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        sizes.append(kib / 1024)
+    return sizes
+
+
+@contextlib.contextmanager
+def service(work: Path):  # type: ignore[no-untyped-def]
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    with contextlib.chdir(work):
+        train_and_register(Registry(tracking_uri=uri), TrainingConfig(tune=False, backtest=False))
+    port = 18731
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SOLAR_BIND": f"127.0.0.1:{port}",
+           "SOLAR_MODEL_CACHE_DIR": str(work / "cache"), "SOLAR_WORKERS": "2",
+           "SOLAR_PREDICTION_STORE_URL": f"sqlite:///{work / 'predictions.db'}",
+           "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics")}  # fmt: skip
+    log = (work / "gunicorn.log").open("wb")
+    process = subprocess.Popen(
+        ["gunicorn", "-c", "python:solar_mlops.service.gunicorn_conf"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{url}/health/ready", timeout=1)
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError((work / "gunicorn.log").read_text())
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    with tempfile.TemporaryDirectory() as scratch, service(Path(scratch)) as (url, pid):
+        work = Path(scratch)
+        wrk(f"{url}/predict", ONE_ROW, CONNECTIONS, work, duration=WARMUP_S)
+        predict = f"{url}/predict"
+        runs = {
+            "trivial GET /health/live": wrk(f"{url}/health/live", None, CONNECTIONS, work),
+            "/predict 1 row": wrk(predict, ONE_ROW, CONNECTIONS, work),
+            "/predict 1 row, unique times": wrk(predict, ONE_ROW_UNIQUE, CONNECTIONS, work),
+            "/predict 100 rows": wrk(predict, batch_script(100), CONNECTIONS, work),
+            "/predict 1000 rows, 1 connection": wrk(predict, batch_script(1000), 1, work),
+        }
+        rss = worker_rss_mib(pid)
+
+    print(f"gunicorn, 2 uvicorn workers, {os.cpu_count()} cores; wrk -t1 -c{CONNECTIONS} "
+          f"-d{DURATION_S}s on 127.0.0.1 (the 1000-row run uses -c1)")  # fmt: skip
+    print(f"{'run':<36}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, r in runs.items():
+        print(f"{name:<36}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+    trivial = runs["trivial GET /health/live"]["rps"]
+    one = runs["/predict 1 row"]
+    ratio = one["rps"] / trivial
+    print(f"\n1-row /predict throughput / trivial endpoint: {ratio:.2f}")
+    unique = runs["/predict 1 row, unique times"]["rps"] / trivial
+    print(f"1-row, unique times / trivial: {unique:.2f}")
+    print(f"100-row /predict: {runs['/predict 100 rows']['rps'] * 100:.0f} rows/s")
+    print("resident memory per worker (MiB): " + ", ".join(f"{m:.0f}" for m in rss))
+    checks = {
+        "1-row throughput >= 0.4 x trivial": ratio >= 0.4,
+        "1-row p99 <= 15 ms at 16 connections": one["p99_ms"] <= 15,
+        "1000-row batch served in <= 50 ms (median)":
+            runs["/predict 1000 rows, 1 connection"]["p50_ms"] <= 50,
+    }  # fmt: skip
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+
+
+if __name__ == "__main__":
+    main()

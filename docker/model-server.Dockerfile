@@ -1,0 +1,142 @@
+# The prediction service: gunicorn + uvicorn workers serving solar_mlops.service.
+#
+#   docker build -f docker/model-server.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
+#       -t solar-mlops/model-server .
+#
+# Real deployments build on the official Python image (the default). The hermetic lab,
+# which cannot pull images, passes --build-arg BASE_IMAGE=solar-mlops/debian:bookworm
+# (docker/base/build.sh): that base has no Python, so Debian 12's python3 (3.11, the
+# version uv.lock is resolved for) is installed from apt. Works with the legacy builder
+# and with BuildKit.
+#
+# Extra CA certificates (a TLS-intercepting proxy, a private package index) are trusted
+# by the build stage only, never by the image that ships; see docker/extra-ca.README.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------
+# runtime: what the service needs at run time, and nothing else. Both later stages start
+# here, so the venv built in one runs on exactly the same Python in the other.
+FROM ${BASE_IMAGE} AS runtime
+
+RUN set -eux; \
+    packages="ca-certificates libgomp1 tini"; \
+    command -v python3 >/dev/null || packages="$packages python3"; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old; \
+    python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'; \
+    # The official Python images ship no .pyc files and the root FS is read-only at run \
+    # time: compile the standard library now, or every start compiles it again. \
+    python3 -m compileall -q -j0 -x '/(test|tests|idle_test)/' \
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"; \
+    # Fixed ids, so volumes and Kubernetes' runAsUser agree with the image. \
+    # --no-log-init: a high uid would otherwise grow a huge sparse /var/log/lastlog. \
+    groupadd --gid 10001 solar; \
+    useradd --uid 10001 --gid solar --no-log-init --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin solar
+
+# ---------------------------------------------------------------------------------------
+# builder: resolve the service's dependencies from uv.lock into /opt/venv.
+FROM runtime AS builder
+
+# PEM text of extra CA certificates, as an alternative to docker/extra-ca*.crt files.
+# Only this stage sees it, so it is in neither the final image nor its history.
+ARG EXTRA_CA_BUNDLE=""
+# The uv that wrote uv.lock (Makefile's UV_VERSION).
+ARG UV_VERSION=0.13.8
+
+# docker/extra-ca.README is committed, so this glob always matches something: the legacy
+# builder has no way to COPY a file that may be absent.
+COPY docker/extra-ca* /tmp/extra-ca/
+RUN set -eu; \
+    { cat /tmp/extra-ca/*.crt 2>/dev/null || true; printf '%s\n' "$EXTRA_CA_BUNDLE"; } \
+        | awk '/-BEGIN CERTIFICATE-/ { n++ } n { print > ("/usr/local/share/ca-certificates/extra-ca-" n ".crt") }'; \
+    update-ca-certificates; \
+    rm -rf /tmp/extra-ca
+
+# Every HTTPS client of the build trusts the system bundle (and with it the extra CA).
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never
+
+RUN set -eux; \
+    # Debian's Python needs python3-venv for ensurepip; the official image has it built in. \
+    if dpkg-query -W python3 >/dev/null 2>&1; then \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
+    fi; \
+    python3 -m venv /opt/uv; \
+    /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+
+WORKDIR /src
+# Dependencies first: this layer is rebuilt only when the lock changes, not the code.
+COPY pyproject.toml uv.lock README.md ./
+RUN set -eux; \
+    # [project].dependencies only (no train/dev groups), pinned and hashed by the lock. \
+    /opt/uv/bin/uv export --locked --no-default-groups --no-emit-project \
+        --format requirements-txt --output-file /tmp/requirements.txt; \
+    # No pip in the shipped venv: nothing installs packages at run time. \
+    python3 -m venv --without-pip /opt/venv; \
+    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
+        --requirement /tmp/requirements.txt
+
+COPY app ./app
+RUN set -eux; \
+    /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
+    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/dist/*.whl; \
+    # Unchecked-hash bytecode is never compared with its source, so it stays valid on \
+    # a read-only root whatever the file times. \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
+
+# ---------------------------------------------------------------------------------------
+FROM runtime
+
+COPY --from=builder /opt/venv /opt/venv
+
+# A fresh volume takes this folder's owner, so the service can write its model cache.
+RUN install -d -o solar -g solar -m 0750 /var/cache/solar-model
+VOLUME /var/cache/solar-model
+
+# Writable at run time: /tmp (a tmpfs) and the model cache volume, nothing else.
+# - HOME=/tmp: the only writable home a read-only root offers.
+# - the prediction log defaults to SQLite in the working folder; deployments set a
+#   Postgres URL, and without one it must still land somewhere writable.
+# - MLflow retries for minutes by default; fail over to the model cache in seconds.
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    VIRTUAL_ENV=/opt/venv \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SOLAR_BIND=0.0.0.0:8000 \
+    SOLAR_MODEL_CACHE_DIR=/var/cache/solar-model \
+    SOLAR_PREDICTION_STORE_URL=sqlite:////tmp/solar-predictions.db \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/solar-metrics \
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES=1 \
+    MLFLOW_HTTP_REQUEST_TIMEOUT=10
+
+WORKDIR /srv
+USER 10001:10001
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+# No curl in the image: the venv's Python asks the address gunicorn binds (SOLAR_BIND).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as r; h, _, p = os.environ.get('SOLAR_BIND', ':8000').rpartition(':'); h = '127.0.0.1' if h in ('', '0.0.0.0', '[::]') else h; r.urlopen(f'http://{h}:{p}/health/ready', timeout=4)"]
+# tini reaps any stray child and forwards signals; gunicorn then drains its workers.
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["gunicorn", "-c", "python:solar_mlops.service.gunicorn_conf"]
+
+# Last, so a new commit rebuilds only metadata.
+ARG BASE_IMAGE
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
+LABEL org.opencontainers.image.title="solar-mlops model server" \
+      org.opencontainers.image.description="PV power forecasts over HTTP (FastAPI, gunicorn)" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
