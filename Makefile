@@ -50,13 +50,34 @@ serve: install ## run the prediction service on 127.0.0.1:8000 with the local re
 	SOLAR_BIND=127.0.0.1:8000 $(RUN) gunicorn -c python:solar_mlops.service.gunicorn_conf
 
 .PHONY: lint
-lint: install ## ruff lint and format check
+lint: install ## ruff (Python) and ansible-lint (roles, scenarios, inventories)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) ansible-lint --profile production roles molecule inventory
+
+.PHONY: lab-images
+lab-images: docker-engine install ## build the lab's images (base, lab host, HAProxy), only when missing
+	scripts/lab-images.sh
+
+.PHONY: lab-up
+lab-up: lab-images ## start the container lab's hosts (inventory/lab)
+	scripts/lab.sh up
+
+.PHONY: lab-down
+lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
+	scripts/lab.sh down $(ARGS)
+
+.PHONY: molecule
+molecule: lab-images ## every Molecule scenario (molecule/<name>), one after the other
+	@for scenario in $$(ls -d molecule/*/ | xargs -n1 basename); do \
+	  echo "== molecule test -s $$scenario"; \
+	  PATH=$(CURDIR)/.venv/bin:$$PATH $(RUN) molecule test -s $$scenario || exit 1; \
+	done
 
 .PHONY: test
-test: lint docker-engine ## every test: unit, data, model, and integration against real servers
+test: lint docker-engine ## every test: unit, data, model, integration against real servers, Molecule
 	$(RUN) pytest
+	$(MAKE) molecule
 
 .PHONY: bench
 bench: install system-deps ## benchmarks (see docs/benchmarks.md)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Build the hermetic lab's images, each only when it is missing:
+#   solar-mlops/debian:bookworm    debootstrap base (docker/base/build.sh)
+#   solar-mlops/lab-host:bookworm  a "VM": systemd as PID 1 (docker/lab-host.Dockerfile)
+#   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
+# Fast and silent-ish when they all exist; prints how long each step took.
+#
+#   scripts/lab-images.sh            build what is missing
+#   scripts/lab-images.sh --rebuild  rebuild lab-host and haproxy (the base stays; remove
+#                                    it by hand to rebuild it too)
+#
+# The lab host trusts the machine's extra CA certificates (a TLS-intercepting proxy):
+# every *.crt under $LAB_EXTRA_CA_DIR (default /usr/local/share/ca-certificates) goes
+# into its build context as docker/extra-ca-*.crt (see docker/extra-ca.README). Nothing is
+# written into the repository.
+#
+# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_EXTRA_CA_DIR.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
+host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
+haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
+ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
+rebuild=false
+
+case "${1:-}" in
+    "") ;;
+    --rebuild) rebuild=true ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
+esac
+
+log() { printf '[lab-images] %s\n' "$*" >&2; }
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+# The legacy builder works with every engine here (BuildKit may be missing). The build's
+# output is shown only when it fails.
+build() {
+    local out
+    out="$(mktemp /tmp/solar-lab-build.XXXXXX)"
+    if ! DOCKER_BUILDKIT=0 docker build --force-rm "$@" >"$out" 2>&1; then
+        tail -n 40 "$out" >&2
+        rm -f "$out"
+        log "build failed: docker build $*"
+        return 1
+    fi
+    rm -f "$out"
+}
+
+docker info >/dev/null 2>&1 || {
+    log "no Docker engine answers (scripts/start-dockerd.sh starts one)"
+    exit 1
+}
+
+total=$SECONDS
+
+step=$SECONDS
+if have "$base_image"; then
+    log "base     $base_image: present"
+else
+    # debootstrap is verbose: its output is shown only when it fails.
+    out="$(mktemp /tmp/solar-lab-base.XXXXXX)"
+    log "building $base_image (debootstrap)"
+    if ! SOLAR_BASE_IMAGE="$base_image" "$repo/docker/base/build.sh" >"$out" 2>&1; then
+        tail -n 40 "$out" >&2
+        rm -f "$out"
+        log "build failed: docker/base/build.sh"
+        exit 1
+    fi
+    rm -f "$out"
+    log "base     $base_image: built in $((SECONDS - step)) s"
+fi
+
+step=$SECONDS
+if $rebuild || ! have "$host_image"; then
+    context="$(mktemp -d /tmp/solar-lab-host.XXXXXX)"
+    trap 'rm -rf "$context"' EXIT
+    mkdir -p "$context/docker"
+    cp "$repo/docker/lab-host.Dockerfile" "$context/docker/"
+    # The Dockerfile's `COPY docker/extra-ca*` needs at least one match.
+    echo "extra CA certificates for this build, if any" >"$context/docker/extra-ca.README"
+    n=0
+    shopt -s nullglob
+    for crt in "$ca_dir"/*.crt; do
+        n=$((n + 1))
+        cp "$crt" "$context/docker/extra-ca-$n.crt"
+    done
+    shopt -u nullglob
+    log "building $host_image (extra CA certificates: $n from $ca_dir)"
+    build --build-arg BASE_IMAGE="$base_image" -f "$context/docker/lab-host.Dockerfile" \
+        -t "$host_image" "$context"
+    rm -rf "$context"
+    trap - EXIT
+    log "lab-host $host_image: built in $((SECONDS - step)) s"
+else
+    log "lab-host $host_image: present"
+fi
+
+step=$SECONDS
+if $rebuild || ! have "$haproxy_image"; then
+    log "building $haproxy_image"
+    # No build context: the Dockerfile copies nothing.
+    build --build-arg BASE_IMAGE="$base_image" -t "$haproxy_image" - \
+        <"$repo/docker/haproxy.Dockerfile"
+    log "haproxy  $haproxy_image: built in $((SECONDS - step)) s"
+else
+    log "haproxy  $haproxy_image: present"
+fi
+
+log "done in $((SECONDS - total)) s"
