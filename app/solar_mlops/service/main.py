@@ -47,6 +47,8 @@ from solar_mlops.service.settings import ServiceSettings
 from solar_mlops.service.store import connect, create_schema, upsert_actuals
 
 log = logging.getLogger(__name__)
+# A summer noon (2013-06-21 18:00 UTC) for the warm-up prediction of each worker.
+_WARM_UP_TIME = 1371837600
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -70,7 +72,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         prediction_log.start()
         app.state.prediction_log = prediction_log
         app.state.batcher = PredictionBatcher(served.features, loaded.model)
-        warm = served.features.compute(np.array([1371837600]), np.array([800.0]), np.array([25.0]))
+        warm = served.features.compute(
+            np.array([_WARM_UP_TIME]), np.array([800.0]), np.array([25.0])
+        )
         loaded.model.predict_array(warm)
         metrics.MODEL_INFO.labels(
             loaded.name, loaded.version, loaded.run_id, served.source, settings.colour
