@@ -6,8 +6,6 @@ UV_VERSION := 0.13.8
 TOOLS := .cache/tools
 # Use uv from PATH when present; otherwise install a pinned one into .cache/tools.
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
-# Compiled bytecode makes every later import fast, even where PYTHONDONTWRITEBYTECODE is set.
-export UV_COMPILE_BYTECODE := 1
 RUN := $(UV) run --locked
 # Debian packages the tests and the lab need: a real Postgres for the prediction store,
 # the Docker engine and debootstrap for hermetic images, wrk for the benchmarks.
@@ -22,9 +20,10 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Compiled bytecode keeps imports fast even where PYTHONDONTWRITEBYTECODE is set.
 .PHONY: install
 install: $(UV) ## create .venv from uv.lock (Python 3.11)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 .PHONY: system-deps
 system-deps: ## install the Debian packages above when missing (root, or sudo)
