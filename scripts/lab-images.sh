@@ -3,6 +3,9 @@
 #   solar-mlops/debian:bookworm    debootstrap base (docker/base/build.sh)
 #   solar-mlops/lab-host:bookworm  a "VM": systemd as PID 1 (docker/lab-host.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
+#   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
+#                                  time: it follows the code, and Docker's layer cache
+#                                  makes an unchanged build take a second
 # Fast and silent-ish when they all exist; prints how long each step took.
 #
 #   scripts/lab-images.sh            build what is missing
@@ -14,20 +17,22 @@
 # into its build context as docker/extra-ca-*.crt (see docker/extra-ca.README). Nothing is
 # written into the repository.
 #
-# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_EXTRA_CA_DIR.
+# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
+# LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
+model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
 case "${1:-}" in
     "") ;;
     --rebuild) rebuild=true ;;
-    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
 esac
 
@@ -106,5 +111,15 @@ if $rebuild || ! have "$haproxy_image"; then
 else
     log "haproxy  $haproxy_image: present"
 fi
+
+step=$SECONDS
+# The build stage trusts the machine's extra CA (pip reaches PyPI through it); the image
+# that ships does not (docker/extra-ca.README).
+bundle="$(cat "$ca_dir"/*.crt 2>/dev/null || true)"
+log "building $model_server_image (cached layers are reused)"
+build --build-arg BASE_IMAGE="$base_image" --build-arg EXTRA_CA_BUNDLE="$bundle" \
+    --build-arg GIT_COMMIT="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -f "$repo/docker/model-server.Dockerfile" -t "$model_server_image" "$repo"
+log "model    $model_server_image: built in $((SECONDS - step)) s"
 
 log "done in $((SECONDS - total)) s"
