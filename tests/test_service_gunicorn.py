@@ -11,16 +11,15 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from conftest import FAST
 from servers import gunicorn_server, mlflow_server, venv_bin
 
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.pipeline import train_and_register
 from solar_mlops.registry import Registry
-from solar_mlops.training import Prepared, TrainingConfig
+from solar_mlops.training import Prepared
 
 pytestmark = pytest.mark.integration
-
-FAST = TrainingConfig(tune=False, backtest=False)
 
 
 def call(url: str, path: str, body: object | None = None) -> tuple[int, dict]:

@@ -44,7 +44,7 @@ from solar_mlops.service.schemas import (
     VersionInfo,
 )
 from solar_mlops.service.settings import ServiceSettings
-from solar_mlops.service.store import connect, create_schema, upsert_actuals
+from solar_mlops.service.store import connect, upsert_actuals
 
 log = logging.getLogger(__name__)
 # A summer noon (2013-06-21 18:00 UTC) for the warm-up prediction of each worker.
@@ -235,7 +235,6 @@ def actuals(
         )
     engine = request.app.state.prediction_log.engine
     try:
-        create_schema(engine)
         accepted = upsert_actuals(engine, [(r.time, r.ac_power_w) for r in body.rows])
     except Exception as exc:  # the store is down: say so, the caller retries
         log.warning("actuals: store unavailable: %s", exc)

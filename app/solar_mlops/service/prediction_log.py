@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from solar_mlops.service import metrics
-from solar_mlops.service.store import create_schema, write_predictions
+from solar_mlops.service.store import write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ class PredictionLog:
         self._pending = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._schema_ready = False
 
     def start(self) -> None:
         self._thread.start()
@@ -83,9 +82,6 @@ class PredictionLog:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         for attempt in range(RETRIES + 1):
             try:
-                if not self._schema_ready:
-                    create_schema(self.engine)
-                    self._schema_ready = True
                 write_predictions(self.engine, batch)
             except Exception as exc:  # any store error: count it, back off, try again
                 metrics.LOG_WRITE_FAILURES.inc()

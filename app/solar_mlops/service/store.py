@@ -3,6 +3,7 @@ later. SQLAlchemy Core; SQLite by default, Postgres in deployment."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,12 +52,24 @@ def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
+# Engines whose tables exist. The store may be down when the service starts, so the
+# schema is made on the first write that reaches it, and once per engine after that.
+_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _ensure_schema(engine: Engine) -> None:
+    if engine not in _ready:
+        create_schema(engine)
+        _ready.add(engine)
+
+
 def write_predictions(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
     # SQLite keeps only the clock time of a datetime: store UTC on every backend.
     values = [
         {**row, "time": row["time"].astimezone(UTC), "served_at": row["served_at"].astimezone(UTC)}
         for row in rows
     ]
+    _ensure_schema(engine)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), values)
 
@@ -72,6 +85,7 @@ def upsert_actuals(engine: Engine, rows: Sequence[tuple[datetime, float]]) -> in
         index_elements=[actuals.c.time],
         set_={"measured_w": insert.excluded.measured_w, "received_at": insert.excluded.received_at},
     )
+    _ensure_schema(engine)
     with engine.begin() as connection:
         connection.execute(statement, values)
     return len(values)
