@@ -52,7 +52,7 @@ serve: install ## run the prediction service on 127.0.0.1:8000 with the local re
 lint: install ## ruff (Python) and ansible-lint (roles, scenarios, inventories)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) ansible-lint --profile production roles molecule inventory
+	$(RUN) ansible-lint --profile production roles molecule inventory playbooks
 
 .PHONY: lab-images
 lab-images: docker-engine install ## build the lab's images (base, lab host, HAProxy), only when missing
@@ -68,7 +68,7 @@ lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' d
 
 .PHONY: molecule
 molecule: lab-images ## every Molecule scenario (molecule/<name>), one after the other
-	@for scenario in $$(ls -d molecule/*/ | xargs -n1 basename); do \
+	@for scenario in $$(ls molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
 	  echo "== molecule test -s $$scenario"; \
 	  PATH=$(CURDIR)/.venv/bin:$$PATH $(RUN) molecule test -s $$scenario || exit 1; \
 	done

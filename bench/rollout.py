@@ -1,0 +1,272 @@
+"""Blue-green rollouts under load: failed requests, versions answered, how sharp each
+swap is, deploy and rollback time, and failover when the active colour is killed.
+
+A client on 127.0.0.1 sends 1-row ``/predict`` requests at a steady rate through HAProxy
+while ``playbooks/deploy_model.yml`` moves traffic through the given versions, then
+``playbooks/rollback.yml`` moves it back, then the active colour's container is killed
+(systemd restarts it; HAProxy's backup colour answers meanwhile). Playbooks and the kill
+run through ansible-runner against the given inventory: the lab, or the ``bluegreen``
+Molecule scenario's (which runs this with ``--check``).
+
+    uv run python bench/rollout.py --inventory inventory/lab --url http://127.0.0.1:8080 \\
+        --versions 2 3 4
+
+Per step it reports: requests, failed requests, answers from a third version, the mixed
+window (first answer from the new version to the last from the old one: how long the
+swap takes to reach every new request), and the time from the trigger until every answer
+comes from the new version. ``--check`` exits 1 unless every step succeeded, no request
+failed, every answer came from the two versions of its step, every swap was complete
+within 1 s, and the client sustained ``--min-rate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import ansible_runner
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+# A clear June noon: one row, the smallest request a client sends.
+BODY = json.dumps({"rows": [{"time": "2013-06-21T12:00:00-07:00", "ghi": 900, "temp_air": 25}]})
+HEADERS = {"Content-Type": "application/json"}
+SWAP_LIMIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    sent: float
+    status: int  # 0: no HTTP answer (connection refused, reset, timeout)
+    version: str
+
+
+@dataclass
+class Step:
+    name: str
+    started: float
+    ended: float = 0.0
+    ok: bool = False
+    detail: str = ""
+    report: dict[str, object] = field(default_factory=dict)
+
+
+class Load:
+    """``threads`` clients with keep-alive connections, each on a fixed schedule, so the
+    total rate is steady whatever the latency (a slow answer is followed by catch-up)."""
+
+    def __init__(self, url: str, rate: float, threads: int) -> None:
+        self.url = f"{url}/predict"
+        self.interval = threads / rate
+        self.threads = [
+            threading.Thread(target=self._client, args=(i * self.interval / threads,), daemon=True)
+            for i in range(threads)
+        ]
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _client(self, offset: float) -> None:
+        session = requests.Session()
+        due = time.monotonic() + offset
+        while not self._stop.is_set():
+            if (wait := due - time.monotonic()) > 0:
+                self._stop.wait(wait)
+            due += self.interval
+            sent = time.time()
+            try:
+                answer = session.post(self.url, data=BODY, headers=HEADERS, timeout=10)
+                version = answer.json().get("model_version", "") if answer.ok else ""
+                self.samples.append(Sample(sent, answer.status_code, version))
+            except (requests.RequestException, ValueError):
+                self.samples.append(Sample(sent, 0, ""))
+
+
+def run_playbook(inventory: Path, playbook: str, extravars: dict[str, str]) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as private:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(ROOT),
+            playbook=str(ROOT / "playbooks" / playbook),
+            inventory=str(inventory),
+            extravars=extravars,
+            quiet=True,
+        )
+        return result.rc == 0, _failure(result)
+
+
+def run_command(inventory: Path, hosts: str, command: str) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as private:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(ROOT),
+            inventory=str(inventory),
+            host_pattern=hosts,
+            module="ansible.builtin.command",
+            module_args=command,
+            quiet=True,
+        )
+        return result.rc == 0, _failure(result)
+
+
+def _failure(result: ansible_runner.Runner) -> str:
+    if result.rc == 0:
+        return ""
+    for event in result.events:
+        if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+            res = event["event_data"].get("res", {})
+            return str(res.get("msg") or res.get("stderr") or res)[:600]
+    return f"{result.status} (rc {result.rc}): {result.stdout.read()[-600:]}"
+
+
+def version_before(samples: list[Sample], moment: float) -> str:
+    answered = [s.version for s in samples if s.sent < moment and s.status == 200]
+    return answered[-1] if answered else ""
+
+
+def analyse(step: Step, samples: list[Sample], old: str, new: str) -> dict[str, object]:
+    """What the clients saw from the trigger of ``step`` until the next step."""
+    seen = [s for s in samples if step.started <= s.sent < step.ended]
+    failed = [s for s in seen if s.status != 200]
+    report: dict[str, object] = {
+        "requests": len(seen),
+        "failed": len(failed),
+        "from_version": old,
+        "to_version": new,
+        "other_versions": sorted({s.version for s in seen if s.status == 200} - {old, new}),
+    }
+    first_new = min((s.sent for s in seen if s.version == new), default=None)
+    last_old = max((s.sent for s in seen if s.version == old), default=step.started)
+    if first_new is not None:
+        report["mixed_window_s"] = round(max(0.0, last_old - first_new), 3)
+        report["to_all_new_s"] = round(max(first_new, last_old) - step.started, 2)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inventory", type=Path, default=ROOT / "inventory" / "lab")
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="HAProxy's frontend")
+    parser.add_argument("--versions", nargs="+", default=["2", "3", "4"], help="deploy these")
+    parser.add_argument("--rate", type=float, default=240.0, help="requests per second")
+    parser.add_argument("--min-rate", type=float, default=200.0)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds between steps")
+    parser.add_argument("--no-kill", action="store_true", help="skip the container kill")
+    parser.add_argument("--json", type=Path, help="write the report here too")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless every claim holds")
+    args = parser.parse_args()
+    if not args.url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        parser.error("load goes to 127.0.0.1 only")
+    inventory = args.inventory.resolve()
+    # ansible-runner starts ansible-playbook from PATH: use this environment's.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+    steps: list[Step] = []
+    started = time.time()
+    with Load(args.url, args.rate, args.threads) as load:
+        time.sleep(args.settle)
+        plan = [(f"deploy {v}", "deploy_model.yml", {"model_version": v}) for v in args.versions]
+        plan.append(("rollback", "rollback.yml", {}))
+        for name, playbook, extravars in plan:
+            step = Step(name, time.time())
+            steps.append(step)
+            extravars |= {"bluegreen_actor": "bench/rollout.py", "bluegreen_reason": name}
+            step.ok, step.detail = run_playbook(inventory, playbook, extravars)
+            print(f"{name}: {'ok' if step.ok else 'FAILED ' + step.detail}", flush=True)
+            time.sleep(args.settle)
+        if not args.no_kill:
+            active = version_before(load.samples, time.time())
+            step = Step("kill active container", time.time())
+            steps.append(step)
+            colour = _active_colour(args.url)
+            step.ok, step.detail = run_command(
+                inventory, "model_servers", f"docker kill solar-model-{colour}"
+            )
+            print(f"killed solar-model-{colour} (version {active}): {step.ok}", flush=True)
+            # systemd restarts it (RestartSec=2) and the model loads from the cache.
+            time.sleep(20)
+    ended = time.time()
+    samples = sorted(load.samples, key=lambda s: s.sent)
+
+    for i, step in enumerate(steps):
+        step.ended = steps[i + 1].started if i + 1 < len(steps) else ended
+        old = version_before(samples, step.started)
+        if step.name.startswith("deploy"):
+            new = step.name.split()[1]
+        elif step.name == "rollback":
+            new = version_before(samples, step.ended)
+        else:  # the kill: the fallback colour answers until the killed one is back
+            new = next((s.version for s in samples if s.sent > step.started and s.version
+                        and s.version != old), old)  # fmt: skip
+        step.report = analyse(step, samples, old, new)
+    rate = len(samples) / (ended - started)
+    summary = {
+        "requests": len(samples),
+        "failed": sum(s.status != 200 for s in samples),
+        "rate_per_s": round(rate, 1),
+        "steps": [asdict(step) for step in steps],
+    }
+    _print(summary, steps)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    problems = _problems(summary, steps, args.min_rate)
+    for problem in problems:
+        print(f"FAIL  {problem}")
+    return 1 if args.check and problems else 0
+
+
+def _active_colour(url: str) -> str:
+    return requests.get(f"{url}/version", timeout=5).json()["colour"]
+
+
+def _print(summary: dict[str, object], steps: list[Step]) -> None:
+    print(f"\n{summary['requests']} requests at {summary['rate_per_s']}/s, "
+          f"{summary['failed']} failed")  # fmt: skip
+    print(f"{'step':<24}{'requests':>9}{'failed':>8}{'versions':>12}"
+          f"{'mixed s':>9}{'to all new s':>14}")  # fmt: skip
+    for step in steps:
+        r = step.report
+        versions = f"{r['from_version']}->{r['to_version']}"
+        print(f"{step.name:<24}{r['requests']:>9}{r['failed']:>8}{versions:>12}"
+              f"{r.get('mixed_window_s', '-'):>9}{r.get('to_all_new_s', '-'):>14}")  # fmt: skip
+
+
+def _problems(summary: dict[str, object], steps: list[Step], min_rate: float) -> list[str]:
+    problems = []
+    if float(summary["rate_per_s"]) < min_rate:  # type: ignore[arg-type]
+        problems.append(f"the client sent {summary['rate_per_s']}/s, below {min_rate}/s")
+    for step in steps:
+        r = step.report
+        if not step.ok:
+            problems.append(f"{step.name}: {step.detail}")
+        if r["failed"]:
+            problems.append(f"{step.name}: {r['failed']} failed requests")
+        if r["other_versions"]:
+            problems.append(f"{step.name}: answers from versions {r['other_versions']}")
+        if step.name.startswith(("deploy", "rollback")):
+            if "mixed_window_s" not in r:
+                problems.append(f"{step.name}: version {r['to_version']} never answered")
+            elif float(r["mixed_window_s"]) > SWAP_LIMIT_S:  # type: ignore[arg-type]
+                problems.append(f"{step.name}: old and new answered for {r['mixed_window_s']} s")
+    return problems
+
+
+if __name__ == "__main__":
+    sys.exit(main())

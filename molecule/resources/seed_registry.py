@@ -1,0 +1,81 @@
+"""Train and register the model into a throwaway SQLite MLflow registry, with the
+project's own code, and lay out the service's model cache from it.
+
+    .venv/bin/python molecule/resources/seed_registry.py <folder> [--versions N] [--broken]
+
+<folder>/registry/   mlflow.db and ./mlruns (MLflow writes artifacts there)
+<folder>/cache/      <name>/v1/ ... <name>/vN/, <name>/resolved.json: the layout of
+                     solar_mlops.service.model_store.ModelCache, what a colour's cache
+                     volume holds after it has served those versions.
+
+Versions 2..N are registered from version 1's run (same weights): real registry
+versions with their own numbers, enough to move colours between versions. --broken adds
+one more version, trained on power logged in kW instead of W: a real model whose
+forecasts are a thousand times too small, which a deployment's smoke test must refuse.
+Does nothing when <folder>/cache already holds every version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from solar_mlops.data import TARGET
+from solar_mlops.registry import Registry
+from solar_mlops.service.model_store import ModelCache, load_served_model
+from solar_mlops.training import Prepared, TrainingConfig, prepare, train
+
+CONFIG = TrainingConfig(tune=False, backtest=False)
+
+
+def in_kilowatts(prepared: Prepared) -> Prepared:
+    """The same rows and quality flags, with the target logged in the wrong unit."""
+    frame = prepared.frame.copy()
+    frame[TARGET] = frame[TARGET] / 1000.0
+    return dataclasses.replace(prepared, frame=frame)
+
+
+def main(folder: Path, versions: int, broken: bool) -> None:
+    registry_dir = folder / "registry"
+    cache_dir = folder / "cache"
+    uri = f"sqlite:///{registry_dir / 'mlflow.db'}"
+    cache = ModelCache(cache_dir, "solar-power")
+    wanted = [str(number) for number in range(1, versions + 1 + int(broken))]
+    if all(cache.has(number) for number in wanted):
+        print("cache present")
+        return
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    # MLflow puts a SQLite store's artifacts under ./mlruns, from the moment the
+    # experiment is created (Registry()): everything runs from the registry's folder.
+    with contextlib.chdir(registry_dir):
+        registry = Registry(tracking_uri=uri)
+        assert registry.name == "solar-power", registry.name
+        prepared = prepare()
+        first = registry.log_candidate(train(CONFIG, prepared), CONFIG)
+        client = MlflowClient(tracking_uri=uri)
+        registered = [first] + [
+            client.create_model_version(registry.name, first.source, run_id=first.run_id)
+            for _ in range(versions - 1)
+        ]
+        if broken:
+            registered.append(registry.log_candidate(train(CONFIG, in_kilowatts(prepared)), CONFIG))
+        for version in registered:
+            # The service's own start-up path while MLflow answers: resolve the pinned
+            # version, download it into the cache, remember it, load it.
+            served = load_served_model(registry.name, str(version.version), uri, cache_dir)
+            assert served.source == "registry", served
+    numbers = ", ".join(str(version.version) for version in registered)
+    print(f"registered versions {numbers}; cache at {cache.root}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--versions", type=int, default=2, help="good versions to register")
+    parser.add_argument("--broken", action="store_true", help="add a version trained in kW")
+    args = parser.parse_args()
+    main(args.folder.resolve(), args.versions, args.broken)
