@@ -168,8 +168,10 @@ def open_log() -> Iterator[Callable[..., PredictionLog]]:
     """Started prediction logs, all closed at teardown so no writer outlives its test."""
     logs: list[PredictionLog] = []
 
-    def make(engine: Engine, max_rows: int = 10_000, flush_rows: int = 64) -> PredictionLog:
-        log = PredictionLog(engine, max_rows=max_rows, flush_rows=flush_rows)
+    def make(
+        engine: Engine, max_rows: int = 10_000, flush_rows: int = 64, flush_s: float = 0.0
+    ) -> PredictionLog:
+        log = PredictionLog(engine, max_rows=max_rows, flush_rows=flush_rows, flush_s=flush_s)
         log.start()
         logs.append(log)
         return log
@@ -195,6 +197,37 @@ def test_close_flushes_every_submitted_row(
     assert log.pending == 0
     assert stored_predictions(engine) == expected(rows)
     assert since(before) == {"written": 250, "failures": 0, "dropped": 0, "queued": 0}
+
+
+def test_rows_submitted_within_flush_s_are_written_together(
+    engine: Engine, open_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+
+    def counted(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
+        writes.append(len(rows))
+        store.write_predictions(engine, rows)
+
+    monkeypatch.setattr(prediction_log, "write_predictions", counted)
+    log = open_log(engine, flush_rows=100, flush_s=1.0)
+    rows = prediction_rows(20)
+    for i in range(0, len(rows), 4):
+        log.submit(rows[i : i + 4])
+    wait_until(lambda: log.pending == 0, "the batch")
+    assert writes == [20]
+    assert stored_predictions(engine) == expected(rows)
+
+
+def test_close_does_not_wait_out_flush_s(
+    engine: Engine, open_log: Callable[..., PredictionLog]
+) -> None:
+    log = open_log(engine, flush_s=60.0)
+    rows = prediction_rows(5)
+    log.submit(rows)
+    started = time.monotonic()
+    log.close()
+    assert time.monotonic() - started < 10
+    assert stored_predictions(engine) == expected(rows)
 
 
 def test_submit_never_blocks_and_drops_beyond_the_bound(

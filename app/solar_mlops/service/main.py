@@ -68,6 +68,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             connect(settings.prediction_store_url),
             settings.prediction_queue_rows,
             settings.prediction_flush_rows,
+            settings.prediction_flush_s,
         )
         prediction_log.start()
         app.state.prediction_log = prediction_log

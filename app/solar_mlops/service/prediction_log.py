@@ -1,6 +1,11 @@
 """Write predictions to the store off the request path: a bounded queue drained by one
 thread per worker. A slow or absent store never fails or slows a request; what cannot
-be written is counted, and whatever is queued is flushed on graceful shutdown."""
+be written is counted, and whatever is queued is flushed on graceful shutdown.
+
+A write costs about a millisecond of CPU however few rows it carries (a pooled
+connection, its liveness ping, a transaction). So when fewer than ``flush_rows`` rows
+wait, the writer sleeps ``flush_s`` to let more arrive instead of writing each
+request's rows on their own; asleep, it is not woken (nor takes the GIL) per request."""
 
 from __future__ import annotations
 
@@ -24,13 +29,17 @@ BACKOFF_S = (0.5, 1.0, 2.0)
 
 
 class PredictionLog:
-    def __init__(self, engine: Engine, max_rows: int, flush_rows: int) -> None:
+    def __init__(
+        self, engine: Engine, max_rows: int, flush_rows: int, flush_s: float = 0.0
+    ) -> None:
         self.engine = engine
         self.max_rows = max_rows
         self.flush_rows = flush_rows
+        self.flush_s = flush_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> None:
@@ -49,6 +58,7 @@ class PredictionLog:
     def close(self, timeout: float = 20.0) -> None:
         """Write what is queued (graceful shutdown), waiting at most ``timeout``."""
         if self._thread.is_alive():
+            self._closing.set()
             self._queue.put(_STOP)
             self._thread.join(timeout)
         if self._thread.is_alive():
@@ -65,6 +75,8 @@ class PredictionLog:
         while not stopping:
             batch: list[dict[str, Any]] = []
             item = self._queue.get()
+            if self._pending < self.flush_rows:  # a small batch so far: let it grow
+                self._closing.wait(self.flush_s)
             while True:
                 if item is _STOP:
                     stopping = True
