@@ -72,6 +72,19 @@ def test_predict_answers_with_the_pinned_version(client: TestClient) -> None:
     assert prediction["features"] is None
 
 
+def test_fast_and_standard_request_paths_answer_alike(client: TestClient) -> None:
+    """A plain JSON body takes the route's fast path; other content types FastAPI's."""
+    body = json.dumps({"rows": [one_row(), one_row(time="2013-06-21T12:30:00-07:00")]})
+    answers = [
+        client.post(
+            "/predict", content=body, headers={"content-type": kind, "X-Request-ID": "same"}
+        )
+        for kind in ("application/json", "application/json; charset=utf-8")
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].content == answers[1].content
+
+
 def test_training_and_serving_features_and_predictions_are_identical(
     client: TestClient, prepared: Prepared, embedded_registry: tuple[str, TrainOutcome]
 ) -> None:

@@ -33,6 +33,7 @@ from solar_mlops.service.batcher import PredictionBatcher, Series
 from solar_mlops.service.middleware import RequestContext
 from solar_mlops.service.model_store import ServedModel, load_served_model
 from solar_mlops.service.prediction_log import PredictionLog
+from solar_mlops.service.routing import JsonBodyRoute
 from solar_mlops.service.schemas import (
     ActualsRequest,
     ActualsResponse,
@@ -135,19 +136,16 @@ Settings = Annotated[ServiceSettings, Depends(_settings)]
 router = APIRouter()
 
 
-@router.post(
-    "/predict",
-    response_model=PredictResponse,
-    responses={413: {"description": "batch or body over the configured limit"}},
-)
 async def predict(
     body: PredictRequest,
     request: Request,
-    served: Served,
-    settings: Settings,
     include_features: Annotated[bool, Query(description="return derived features")] = False,
 ) -> Response:
     """Forecast AC power for a batch of timestamps with weather."""
+    # From the app's state: the route's fast path solves no dependencies.
+    state = request.app.state
+    settings: ServiceSettings = state.settings
+    loaded = state.served.loaded
     rows = body.rows
     if len(rows) > settings.max_batch_rows:
         raise HTTPException(
@@ -159,13 +157,12 @@ async def predict(
         ghi=np.fromiter((r.ghi for r in rows), np.float64, len(rows)),
         temp_air=np.fromiter((r.temp_air for r in rows), np.float64, len(rows)),
     )
-    forecast = await request.app.state.batcher.predict(series)
+    forecast = await state.batcher.predict(series)
     values, power = forecast.features, forecast.power_w
 
-    loaded = served.loaded
     request_id = request.state.request_id
     served_at = datetime.now(UTC)
-    request.app.state.prediction_log.submit(
+    state.prediction_log.submit(
         [
             {
                 "request_id": request_id,
@@ -199,6 +196,16 @@ async def predict(
     )
     # Built and checked once here; handing FastAPI the bytes skips a second validation.
     return Response(response.model_dump_json(), media_type="application/json")
+
+
+router.add_api_route(
+    "/predict",
+    predict,
+    methods=["POST"],
+    response_model=PredictResponse,
+    responses={413: {"description": "batch or body over the configured limit"}},
+    route_class_override=JsonBodyRoute,
+)
 
 
 @router.post(
