@@ -16,6 +16,7 @@ from solar_mlops.errors import RegistryError
 from solar_mlops.features import FEATURE_NAMES, FeatureBuilder
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.service.main import create_app
+from solar_mlops.service.schemas import PredictResponse
 from solar_mlops.service.settings import ServiceSettings
 from solar_mlops.training import Prepared
 
@@ -70,6 +71,7 @@ def test_predict_answers_with_the_pinned_version(client: TestClient) -> None:
     (prediction,) = body["predictions"]
     assert 500 < prediction["ac_power_w"] < 3500
     assert prediction["features"] is None
+    PredictResponse.model_validate_json(response.content)  # what the OpenAPI schema says
 
 
 def test_fast_and_standard_request_paths_answer_alike(client: TestClient) -> None:

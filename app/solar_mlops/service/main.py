@@ -26,6 +26,7 @@ from fastapi import (
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 
 from solar_mlops.features import FEATURE_NAMES
 from solar_mlops.service import metrics
@@ -38,7 +39,6 @@ from solar_mlops.service.schemas import (
     ActualsRequest,
     ActualsResponse,
     Liveness,
-    Prediction,
     PredictRequest,
     PredictResponse,
     Readiness,
@@ -162,6 +162,7 @@ async def predict(
 
     request_id = request.state.request_id
     served_at = datetime.now(UTC)
+    watts = power.tolist()
     state.prediction_log.submit(
         [
             {
@@ -169,33 +170,35 @@ async def predict(
                 "time": r.time,
                 "ghi": r.ghi,
                 "temp_air": r.temp_air,
-                "predicted_w": float(p),
+                "predicted_w": w,
                 "model_name": loaded.name,
                 "model_version": loaded.version,
                 "colour": settings.colour,
                 "served_at": served_at,
             }
-            for r, p in zip(rows, power, strict=True)
+            for r, w in zip(rows, watts, strict=True)
         ]
     )
     metrics.PREDICTION_ROWS.inc(len(rows))
     metrics.observe_many(metrics.PREDICTED_POWER, power)
-    response = PredictResponse(
-        request_id=request_id,
-        model_name=loaded.name,
-        model_version=loaded.version,
-        # Rows are built from validated input and our own output: skip re-validation.
-        predictions=[
-            Prediction.model_construct(
-                time=r.time,
-                ac_power_w=float(p),
-                features=_as_dict(values[i]) if include_features else None,
-            )
-            for i, (r, p) in enumerate(zip(rows, power, strict=True))
-        ],
+    # A PredictResponse, serialised from plain values by pydantic's own serialiser (the
+    # same bytes): building the models first costs ten times as much, 10 ms for 1000 rows.
+    content = to_json(
+        {
+            "request_id": request_id,
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "predictions": [
+                {
+                    "time": r.time,
+                    "ac_power_w": w,
+                    "features": _as_dict(values[i]) if include_features else None,
+                }
+                for i, (r, w) in enumerate(zip(rows, watts, strict=True))
+            ],
+        }
     )
-    # Built and checked once here; handing FastAPI the bytes skips a second validation.
-    return Response(response.model_dump_json(), media_type="application/json")
+    return Response(content, media_type="application/json")
 
 
 router.add_api_route(
