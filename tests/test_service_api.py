@@ -152,6 +152,10 @@ def test_duplicate_timestamps_and_empty_batches_are_refused(client: TestClient) 
     duplicate = client.post("/predict", json={"rows": [one_row(), one_row(ghi=10.0)]})
     assert duplicate.status_code == 422
     assert "rows[1].time repeats" in duplicate.text
+    # The model sees whole seconds: two times within one second are the same row.
+    close = [one_row(time=f"2013-06-21T12:00:00.{tenths}-07:00") for tenths in (1, 6)]
+    same_second = client.post("/predict", json={"rows": close})
+    assert same_second.status_code == 422 and "rows[1].time repeats" in same_second.text
     empty = client.post("/predict", json={"rows": []})
     assert empty.status_code == 422 and empty.json()["detail"][0]["type"] == "too_short"
 

@@ -153,7 +153,7 @@ async def predict(
             f"batch of {len(rows)} rows exceeds the limit of {settings.max_batch_rows}",
         )
     series = Series(
-        epoch_s=np.fromiter((int(r.time.timestamp()) for r in rows), np.int64, len(rows)),
+        epoch_s=body.epoch_s,
         ghi=np.fromiter((r.ghi for r in rows), np.float64, len(rows)),
         temp_air=np.fromiter((r.temp_air for r in rows), np.float64, len(rows)),
     )

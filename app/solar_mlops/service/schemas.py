@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from solar_mlops.quality import GHI_RANGE, TEMP_AIR_RANGE
 
@@ -41,15 +42,28 @@ class PredictRequest(BaseModel):
         "lets each row see its neighbours",
     )
 
+    _epoch_s: np.ndarray = PrivateAttr()
+
     @model_validator(mode="after")
     def _unique_times(self) -> PredictRequest:
-        seen: set[float] = set()
-        for position, row in enumerate(self.rows):
-            stamp = row.time.timestamp()
-            if stamp in seen:
+        # Whole POSIX seconds, as the features see them: computed once, checked by numpy.
+        epoch_s = np.fromiter(
+            (int(row.time.timestamp()) for row in self.rows), np.int64, len(self.rows)
+        )
+        if len(epoch_s) > 1:
+            _, first = np.unique(epoch_s, return_index=True)
+            if len(first) < len(epoch_s):
+                repeated = np.ones(len(epoch_s), dtype=bool)
+                repeated[first] = False
+                position = int(np.argmax(repeated))
                 raise ValueError(f"rows[{position}].time repeats an earlier timestamp")
-            seen.add(stamp)
+        self._epoch_s = epoch_s
         return self
+
+    @property
+    def epoch_s(self) -> np.ndarray:
+        """Each row's time in POSIX seconds (whole seconds, as the features use it)."""
+        return self._epoch_s
 
 
 class Prediction(BaseModel):
