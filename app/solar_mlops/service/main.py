@@ -92,6 +92,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         # Bodies over the limit get a 413 before they are read in full.
         max_body_size=settings.max_body_bytes,
+        # The service's metrics are Prometheus' (metrics.py). FastAPI's OpenTelemetry
+        # hooks, unconfigured, would still look up the providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.served = served

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 import time
-import uuid
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from solar_mlops.service import metrics
@@ -26,7 +28,7 @@ class RequestContext:
             return
         started = time.perf_counter()
         supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if _REQUEST_ID.match(supplied) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 
@@ -43,7 +45,13 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
-            metrics.REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
-            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            requests, latency = _series(endpoint, scope["method"], status)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
+
+
+@functools.cache
+def _series(endpoint: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The metric children of one kind of request, looked up once."""
+    return metrics.REQUESTS.labels(endpoint, method, str(status)), metrics.LATENCY.labels(endpoint)
