@@ -34,7 +34,7 @@ class ServiceSettings(BaseSettings):
     prediction_queue_rows: int = Field(50_000, ge=1, description="rows held while the store lags")
     prediction_flush_rows: int = Field(1000, ge=1)
     prediction_flush_s: float = Field(
-        0.5, ge=0, le=60, description="longest a prediction waits for a fuller write batch"
+        0.1, ge=0, le=60, description="longest a prediction waits for a fuller write batch"
     )
     api_key: SecretStr | None = None
     api_key_file: Path | None = Field(None, description="file holding the ground-truth API key")
