@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -77,14 +78,25 @@ def batch_script(rows: int) -> str:
 
 
 def wrk(
-    url: str, script: str | None, connections: int, work: Path, duration: int = DURATION_S
+    url: str,
+    script: str | None,
+    connections: int,
+    work: Path,
+    duration: int = DURATION_S,
+    master_pid: int | None = None,
 ) -> dict:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
     if script is not None:
         path = work / f"script-{abs(hash(script))}.lua"
         path.write_text(script)
         command += ["-s", str(path)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    pipe = subprocess.PIPE
+    with subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True) as process:
+        time.sleep(duration / 2)
+        split = [] if master_pid is None else connections_per_worker(master_pid, url)
+        out, err = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, out, err)
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx responses:\n{out}")
 
@@ -93,13 +105,38 @@ def wrk(
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50_ms": latency("50%"), "p99_ms": latency("99%")}
+    return {"rps": rps, "p50_ms": latency("50%"), "p99_ms": latency("99%"), "split": split}
+
+
+def workers(master_pid: int) -> list[str]:
+    return Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+
+
+def connections_per_worker(master_pid: int, url: str) -> list[int]:
+    """wrk's connections each worker holds. The workers race to accept them, and an
+    uneven split (see UV_TCP_SINGLE_ACCEPT in gunicorn_conf) moves p99 and throughput
+    more than most code changes do, so every run shows it."""
+    port = urllib.parse.urlsplit(url).port
+    established: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        # local address "0100007F:4AFB", state "01" (ESTABLISHED), socket inode
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            established.add(f"socket:[{fields[9]}]")
+    return [len(established & open_files(pid)) for pid in workers(master_pid)]
+
+
+def open_files(pid: str) -> set[str]:
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            targets.add(str(fd.readlink()))
+    return targets
 
 
 def worker_rss_mib(master_pid: int) -> list[float]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     sizes = []
-    for pid in children:
+    for pid in workers(master_pid):
         status = Path(f"/proc/{pid}/status").read_text()
         kib = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
         sizes.append(kib / 1024)
@@ -142,21 +179,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, service(Path(scratch)) as (url, pid):
         work = Path(scratch)
         wrk(f"{url}/predict", ONE_ROW, CONNECTIONS, work, duration=WARMUP_S)
-        predict = f"{url}/predict"
+
+        def run(path: str, script: str | None, connections: int = CONNECTIONS) -> dict:
+            return wrk(f"{url}{path}", script, connections, work, master_pid=pid)
+
         runs = {
-            "trivial GET /health/live": wrk(f"{url}/health/live", None, CONNECTIONS, work),
-            "/predict 1 row": wrk(predict, ONE_ROW, CONNECTIONS, work),
-            "/predict 1 row, unique times": wrk(predict, ONE_ROW_UNIQUE, CONNECTIONS, work),
-            "/predict 100 rows": wrk(predict, batch_script(100), CONNECTIONS, work),
-            "/predict 1000 rows, 1 connection": wrk(predict, batch_script(1000), 1, work),
+            "trivial GET /health/live": run("/health/live", None),
+            "/predict 1 row": run("/predict", ONE_ROW),
+            "/predict 1 row, unique times": run("/predict", ONE_ROW_UNIQUE),
+            "/predict 100 rows": run("/predict", batch_script(100)),
+            "/predict 1000 rows, 1 connection": run("/predict", batch_script(1000), 1),
         }
         rss = worker_rss_mib(pid)
 
     print(f"gunicorn, 2 uvicorn workers, {os.cpu_count()} cores; wrk -t1 -c{CONNECTIONS} "
           f"-d{DURATION_S}s on 127.0.0.1 (the 1000-row run uses -c1)")  # fmt: skip
-    print(f"{'run':<36}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'run':<36}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}  connections per worker")
     for name, r in runs.items():
-        print(f"{name:<36}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        split = "+".join(str(n) for n in sorted(r["split"]))
+        print(f"{name:<36}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}  {split}")
     trivial = runs["trivial GET /health/live"]["rps"]
     one = runs["/predict 1 row"]
     ratio = one["rps"] / trivial

@@ -25,6 +25,11 @@ _metrics_dir = Path(
 shutil.rmtree(_metrics_dir, ignore_errors=True)
 _metrics_dir.mkdir(parents=True)
 
+# uvloop's libuv accepts every pending connection on one wake-up, so the first worker
+# to wake took all of a client's simultaneous connections (16+0 happened) and the other
+# core idled. With this set, libuv yields after each accept and the workers share them.
+os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+
 wsgi_app = "solar_mlops.service.main:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = os.environ.get("SOLAR_BIND", "0.0.0.0:8000")
