@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -307,6 +309,25 @@ def test_outage_within_the_backoff_window_loses_nothing(
 
 
 # --- actuals -----------------------------------------------------------------------------
+
+
+def test_first_writes_from_several_threads_create_the_schema_once(engine: Engine) -> None:
+    """The prediction log's thread and /actuals' thread pool may both write first."""
+    rows = prediction_rows(8)
+    noon = datetime(2024, 6, 21, 12, 0, tzinfo=SITE_TZ)
+    start = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        start.wait()
+        if i % 2:
+            store.write_predictions(engine, rows[i : i + 1])
+        else:
+            store.upsert_actuals(engine, [(noon + timedelta(hours=i), 1000.0 + i)])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))  # re-raises what a thread raised
+    assert len(stored_predictions(engine)) == 4
+    assert len(stored_actuals(engine)) == 4
 
 
 def test_upsert_actuals_keeps_one_row_per_time_with_the_later_value(engine: Engine) -> None:

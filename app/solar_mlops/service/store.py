@@ -3,6 +3,7 @@ later. SQLAlchemy Core; SQLite by default, Postgres in deployment."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -55,11 +56,22 @@ def create_schema(engine: Engine) -> None:
 # Engines whose tables exist. The store may be down when the service starts, so the
 # schema is made on the first write that reaches it, and once per engine after that.
 _ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+# The prediction-log thread and /actuals (thread pool) may both make the first write.
+_schema_lock = threading.Lock()
 
 
 def _ensure_schema(engine: Engine) -> None:
-    if engine not in _ready:
-        create_schema(engine)
+    if engine in _ready:
+        return
+    with _schema_lock:
+        if engine in _ready:
+            return
+        try:
+            create_schema(engine)
+        except sa.exc.DatabaseError:
+            # Another worker process created a table between the check and the CREATE:
+            # the second pass sees it (and a store that is really down fails again).
+            create_schema(engine)
         _ready.add(engine)
 
 
