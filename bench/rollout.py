@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ class Sample:
     sent: float
     status: int  # 0: no HTTP answer (connection refused, reset, timeout)
     version: str
+    error: str = ""  # what went wrong: the HTTP status, or the exception's name
 
 
 @dataclass
@@ -103,10 +105,11 @@ class Load:
                 payload = answer.read()
                 ok = answer.status == 200
                 version = json.loads(payload).get("model_version", "") if ok else ""
-                self.samples.append(Sample(sent, answer.status, version))
-            except (OSError, http.client.HTTPException, ValueError):
+                error = "" if ok else f"HTTP {answer.status}"
+                self.samples.append(Sample(sent, answer.status, version, error))
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 connection.close()  # reconnects on the next request
-                self.samples.append(Sample(sent, 0, ""))
+                self.samples.append(Sample(sent, 0, "", type(exc).__name__))
 
 
 def run_playbook(inventory: Path, playbook: str, extravars: dict[str, str]) -> tuple[bool, str]:
@@ -158,6 +161,7 @@ def analyse(step: Step, samples: list[Sample], old: str, new: str) -> dict[str, 
     report: dict[str, object] = {
         "requests": len(seen),
         "failed": len(failed),
+        "failures": dict(Counter(s.error for s in failed)),
         "from_version": old,
         "to_version": new,
         "other_versions": sorted({s.version for s in seen if s.status == 200} - {old, new}),
@@ -174,7 +178,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", type=Path, default=ROOT / "inventory" / "lab")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="HAProxy's frontend")
-    parser.add_argument("--versions", nargs="+", default=["2", "3", "4"], help="deploy these")
+    parser.add_argument("--versions", nargs="*", default=["2", "3", "4"], help="deploy these")
     parser.add_argument("--rate", type=float, default=250.0, help="requests per second")
     parser.add_argument("--min-rate", type=float, default=200.0)
     parser.add_argument("--threads", type=int, default=8)
@@ -258,6 +262,9 @@ def _print(summary: dict[str, object], steps: list[Step]) -> None:
         versions = f"{r['from_version']}->{r['to_version']}"
         print(f"{step.name:<24}{r['requests']:>9}{r['failed']:>8}{versions:>12}"
               f"{r.get('mixed_window_s', '-'):>9}{r.get('to_all_new_s', '-'):>14}")  # fmt: skip
+        if r["failures"]:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in r["failures"].items())
+            print(f"{'':<24}failed: {kinds}")
 
 
 def _problems(summary: dict[str, object], steps: list[Step], min_rate: float) -> list[str]:
