@@ -101,25 +101,34 @@ else
     log "lab-host $host_image: present"
 fi
 
-step=$SECONDS
-if $rebuild || ! have "$haproxy_image"; then
-    log "building $haproxy_image"
-    # No build context: the Dockerfile copies nothing.
-    build --build-arg BASE_IMAGE="$base_image" -t "$haproxy_image" - \
-        <"$repo/docker/haproxy.Dockerfile"
-    log "haproxy  $haproxy_image: built in $((SECONDS - step)) s"
-else
-    log "haproxy  $haproxy_image: present"
-fi
+# A stand-in for an official image, built from Debian's packages with no build context
+# (docker/<name>.Dockerfile copies nothing): only when missing, or with --rebuild.
+stand_in() {
+    local image="$1" dockerfile="$2" step=$SECONDS
+    if $rebuild || ! have "$image"; then
+        log "building $image"
+        build --build-arg BASE_IMAGE="$base_image" -t "$image" - <"$repo/docker/$dockerfile"
+        log "$image: built in $((SECONDS - step)) s"
+    else
+        log "$image: present"
+    fi
+}
 
-step=$SECONDS
-# The build stage trusts the machine's extra CA (pip reaches PyPI through it); the image
-# that ships does not (docker/extra-ca.README).
-bundle="$(cat "$ca_dir"/*.crt 2>/dev/null || true)"
-log "building $model_server_image (cached layers are reused)"
-build --build-arg BASE_IMAGE="$base_image" --build-arg EXTRA_CA_BUNDLE="$bundle" \
-    --build-arg GIT_COMMIT="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)" \
-    -f "$repo/docker/model-server.Dockerfile" -t "$model_server_image" "$repo"
-log "model    $model_server_image: built in $((SECONDS - step)) s"
+# An image built from this repository (its code and uv.lock), every time: it follows the
+# code, and Docker's layer cache makes an unchanged build take seconds. The build stage
+# trusts the machine's extra CA (pip reaches PyPI through it); the image that ships does
+# not (docker/extra-ca.README).
+from_repo() {
+    local image="$1" dockerfile="$2" step=$SECONDS bundle
+    bundle="$(cat "$ca_dir"/*.crt 2>/dev/null || true)"
+    log "building $image (cached layers are reused)"
+    build --build-arg BASE_IMAGE="$base_image" --build-arg EXTRA_CA_BUNDLE="$bundle" \
+        --build-arg GIT_COMMIT="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)" \
+        -f "$repo/docker/$dockerfile" -t "$image" "$repo"
+    log "$image: built in $((SECONDS - step)) s"
+}
+
+stand_in "$haproxy_image" haproxy.Dockerfile
+from_repo "$model_server_image" model-server.Dockerfile
 
 log "done in $((SECONDS - total)) s"
