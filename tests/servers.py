@@ -99,3 +99,17 @@ def gunicorn_server(root: Path, env: dict[str, str], workers: int = 2) -> Iterat
     command = [venv_bin("gunicorn"), "-c", "python:solar_mlops.service.gunicorn_conf"]
     with running(command, f"{url}/health/ready", root / "gunicorn.log", timeout=90, env=settings):
         yield url
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's AWS server on 127.0.0.1: a real S3 and EC2 endpoint for boto3 and Ansible."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
