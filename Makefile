@@ -8,8 +8,9 @@ TOOLS := .cache/tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --locked
 # Debian packages the tests and the lab need: a real Postgres for the prediction store,
-# the Docker engine and debootstrap for hermetic images, wrk for the benchmarks.
-APT_PACKAGES := postgresql docker.io debootstrap wrk
+# the Docker engine and debootstrap for hermetic images, wrk for the benchmarks, Vagrant
+# (with its libvirt provider) to validate the Vagrantfile.
+APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help
@@ -58,9 +59,17 @@ lint: install ## ruff (Python) and ansible-lint (roles, scenarios, inventories)
 lab-images: docker-engine install ## build the lab's images (base, lab host, HAProxy), only when missing
 	scripts/lab-images.sh
 
+.PHONY: lab-archives
+lab-archives: lab-images ## save the lab images as the archives the lab and Vagrant inventories load
+	$(RUN) ansible-playbook playbooks/lab-images.yml
+
 .PHONY: lab-up
-lab-up: lab-images ## start the container lab's hosts (inventory/lab)
+lab-up: lab-archives ## start the container lab's hosts (inventory/lab)
 	scripts/lab.sh up
+
+.PHONY: lab-site
+lab-site: lab-up ## the whole platform on the lab: playbooks/site.yml (README, "Set up")
+	$(RUN) ansible-playbook playbooks/site.yml
 
 .PHONY: lab-down
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)

@@ -1,0 +1,89 @@
+"""The static inventories (lab, vagrant, vagrant-multi) and the Vagrantfile: the same
+groups everywhere, the shared wiring renders for every host, and Vagrant accepts both
+layouts (inventory/ec2 is tested against moto in test_ec2_inventory.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from servers import venv_bin
+
+REPO = Path(__file__).resolve().parents[1]
+GROUPS = ("lb", "model_servers", "control", "monitoring")
+# Wired values each group's hosts need (inventory/shared/platform.yml).
+WIRING = {
+    "control": ["mlflow_backend_store_uri", "prefect_database_url", "postgres_databases"],
+    "model_servers": ["model_server_mlflow_tracking_uri", "model_server_prediction_store_url"],
+    "lb": ["haproxy_model_servers", "haproxy_stats_password"],
+    "monitoring": ["grafana_prometheus_url", "grafana_admin_password"],
+}
+
+
+def run(*command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def succeeded(*command: str, env: dict[str, str] | None = None) -> str:
+    result = run(*command, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def rendered(inventory: str, host: str, variables: list[str]) -> dict:
+    """Variables of a host as a play sees them, templated (nothing is contacted)."""
+    expression = "{{ dict(_names | zip(query('ansible.builtin.vars', *_names))) }}"
+    out = succeeded(
+        venv_bin("ansible"), host, "-i", inventory, "-m", "ansible.builtin.debug",
+        "-a", json.dumps({"msg": expression}), "-e", json.dumps({"_names": variables}),
+        "-e", "ansible_connection=local",
+        env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+    )  # fmt: skip
+    return json.loads(out)["plays"][0]["tasks"][0]["hosts"][host]["msg"]
+
+
+@pytest.mark.parametrize(
+    "inventory", ["inventory/lab", "inventory/vagrant", "inventory/vagrant-multi"]
+)
+def test_every_group_has_hosts_and_the_wiring_renders(inventory: str) -> None:
+    listing = json.loads(succeeded(venv_bin("ansible-inventory"), "-i", inventory, "--list"))
+    for group in GROUPS:
+        assert listing.get(group, {}).get("hosts"), f"{inventory}: no host in {group}"
+    for group, variables in WIRING.items():
+        host = listing[group]["hosts"][0]
+        values = rendered(inventory, host, variables)
+        for variable in variables:
+            assert values[variable], (inventory, host, variable)
+    lb = listing["lb"]["hosts"][0]
+    servers = rendered(inventory, lb, ["haproxy_model_servers"])["haproxy_model_servers"]
+    assert [server["name"] for server in servers] == listing["model_servers"]["hosts"]
+    control = listing["control"]["hosts"][0]
+    uri = rendered(inventory, control, ["mlflow_backend_store_uri"])["mlflow_backend_store_uri"]
+    assert uri.startswith("postgresql+psycopg://mlflow:")
+
+
+@pytest.mark.parametrize("layout", ["all-in-one", "multi"])
+def test_vagrant_validates_both_layouts(layout: str) -> None:
+    vagrant = shutil.which("vagrant")
+    assert vagrant, "vagrant is missing: make system-deps installs it"
+    out = succeeded(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": layout})
+    assert "validated successfully" in out
+
+
+def test_vagrant_names_an_unknown_layout() -> None:
+    vagrant = shutil.which("vagrant")
+    assert vagrant, "vagrant is missing: make system-deps installs it"
+    result = run(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": "three"})
+    assert result.returncode != 0
+    assert "must be all-in-one or multi" in result.stderr
