@@ -2,6 +2,9 @@
 # Build the hermetic lab's images, each only when it is missing:
 #   solar-mlops/debian:bookworm    debootstrap base (docker/base/build.sh)
 #   solar-mlops/lab-host:bookworm  a "VM": systemd as PID 1 (docker/lab-host.Dockerfile)
+#   solar-mlops/lab-host-docker:bookworm  the same with Docker Engine installed, for the
+#                                  scenarios of roles that run containers
+#                                  (docker/lab-host-docker.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
@@ -17,13 +20,14 @@
 # into its build context as docker/extra-ca-*.crt (see docker/extra-ca.README). Nothing is
 # written into the repository.
 #
-# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
+# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
 # LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
+host_docker_image="${LAB_HOST_DOCKER_IMAGE:-solar-mlops/lab-host-docker:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
@@ -127,6 +131,16 @@ from_repo() {
         -f "$repo/docker/$dockerfile" -t "$image" "$repo"
     log "$image: built in $((SECONDS - step)) s"
 }
+
+step=$SECONDS
+if $rebuild || ! have "$host_docker_image"; then
+    log "building $host_docker_image"
+    build --build-arg BASE_IMAGE="$host_image" -t "$host_docker_image" - \
+        <"$repo/docker/lab-host-docker.Dockerfile"
+    log "$host_docker_image: built in $((SECONDS - step)) s"
+else
+    log "$host_docker_image: present"
+fi
 
 stand_in "$haproxy_image" haproxy.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
