@@ -34,7 +34,7 @@ rebuild=false
 case "${1:-}" in
     "") ;;
     --rebuild) rebuild=true ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
 esac
 
