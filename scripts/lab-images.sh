@@ -9,6 +9,7 @@
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
 #                                  makes an unchanged build take a second
+#   solar-mlops/mlflow:3.17.2      the MLflow tracking server (docker/mlflow.Dockerfile), built every time
 # Fast and silent-ish when they all exist; prints how long each step took.
 #
 #   scripts/lab-images.sh            build what is missing
@@ -20,8 +21,8 @@
 # into its build context as docker/extra-ca-*.crt (see docker/extra-ca.README). Nothing is
 # written into the repository.
 #
-# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
-# LAB_EXTRA_CA_DIR.
+# Environment (image names): SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE,
+#   LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE; LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,13 +31,14 @@ host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 host_docker_image="${LAB_HOST_DOCKER_IMAGE:-solar-mlops/lab-host-docker:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
+mlflow_image="${LAB_MLFLOW_IMAGE:-solar-mlops/mlflow:3.17.2}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
 case "${1:-}" in
     "") ;;
     --rebuild) rebuild=true ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo pipefail/{/^#/p}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
 esac
 
@@ -144,5 +146,6 @@ fi
 
 stand_in "$haproxy_image" haproxy.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
+from_repo "$mlflow_image" mlflow.Dockerfile
 
 log "done in $((SECONDS - total)) s"
