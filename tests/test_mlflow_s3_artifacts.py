@@ -17,8 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from mlflow import MlflowClient
-from moto.server import ThreadedMotoServer
-from servers import free_port, running
+from servers import free_port, moto_server, running
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if name.startswith(("AWS_", "MLFLOW_S3_")) or name == "MLFLOW_TRACKING_URI":
                 patch.delenv(name)
 
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        try:
-            host, port = moto.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
+        with moto_server() as endpoint:
             s3_client(endpoint).create_bucket(Bucket=BUCKET)
 
             mlflow_port = free_port()
@@ -84,8 +79,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             log = root / "mlflow-server.log"
             with running(command, f"{url}/health", log, timeout=90, env=server_env):
                 yield Stack(tracking_uri=url, s3_endpoint=endpoint)
-        finally:
-            moto.stop()
 
 
 def test_client_has_no_aws_settings(stack: Stack) -> None:
