@@ -3,6 +3,7 @@
 #   solar-mlops/debian:bookworm    debootstrap base (docker/base/build.sh)
 #   solar-mlops/lab-host:bookworm  a "VM": systemd as PID 1 (docker/lab-host.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
+#   solar-mlops/postgres:15        stand-in for the official postgres:15 (docker/postgres.Dockerfile)
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
 #                                  makes an unchanged build take a second
@@ -17,14 +18,15 @@
 # into its build context as docker/extra-ca-*.crt (see docker/extra-ca.README). Nothing is
 # written into the repository.
 #
-# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
-# LAB_EXTRA_CA_DIR.
+# Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_POSTGRES_IMAGE,
+# LAB_MODEL_SERVER_IMAGE, LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
+postgres_image="${LAB_POSTGRES_IMAGE:-solar-mlops/postgres:15}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
@@ -129,6 +131,7 @@ from_repo() {
 }
 
 stand_in "$haproxy_image" haproxy.Dockerfile
+stand_in "$postgres_image" postgres.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
 
 log "done in $((SECONDS - total)) s"
