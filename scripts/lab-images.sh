@@ -6,6 +6,7 @@
 #                                  scenarios of roles that run containers
 #                                  (docker/lab-host-docker.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
+#   solar-mlops/postgres:15        stand-in for the official postgres:15 (docker/postgres.Dockerfile)
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
 #                                  makes an unchanged build take a second
@@ -22,7 +23,8 @@
 # written into the repository.
 #
 # Environment (image names): SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE,
-#   LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE; LAB_EXTRA_CA_DIR.
+#   LAB_HAPROXY_IMAGE, LAB_POSTGRES_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE;
+#   LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +32,7 @@ base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 host_docker_image="${LAB_HOST_DOCKER_IMAGE:-solar-mlops/lab-host-docker:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
+postgres_image="${LAB_POSTGRES_IMAGE:-solar-mlops/postgres:15}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
 mlflow_image="${LAB_MLFLOW_IMAGE:-solar-mlops/mlflow:3.17.2}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
@@ -145,6 +148,7 @@ else
 fi
 
 stand_in "$haproxy_image" haproxy.Dockerfile
+stand_in "$postgres_image" postgres.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
 from_repo "$mlflow_image" mlflow.Dockerfile
 
