@@ -3,6 +3,9 @@
 #   solar-mlops/debian:bookworm    debootstrap base (docker/base/build.sh)
 #   solar-mlops/lab-host:bookworm  a "VM": systemd as PID 1 (docker/lab-host.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
+#   solar-mlops/prometheus:2.42    stand-in for prom/prometheus (docker/prometheus.Dockerfile)
+#   solar-mlops/alertmanager:0.25  stand-in for prom/alertmanager (docker/alertmanager.Dockerfile)
+#   solar-mlops/pushgateway:1.5    stand-in for prom/pushgateway (docker/pushgateway.Dockerfile)
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
 #                                  makes an unchanged build take a second
@@ -18,7 +21,7 @@
 # written into the repository.
 #
 # Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
-# LAB_EXTRA_CA_DIR.
+# LAB_PROMETHEUS_IMAGE, LAB_ALERTMANAGER_IMAGE, LAB_PUSHGATEWAY_IMAGE, LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +29,9 @@ base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
+prometheus_image="${LAB_PROMETHEUS_IMAGE:-solar-mlops/prometheus:2.42}"
+alertmanager_image="${LAB_ALERTMANAGER_IMAGE:-solar-mlops/alertmanager:0.25}"
+pushgateway_image="${LAB_PUSHGATEWAY_IMAGE:-solar-mlops/pushgateway:1.5}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
@@ -129,6 +135,9 @@ from_repo() {
 }
 
 stand_in "$haproxy_image" haproxy.Dockerfile
+stand_in "$prometheus_image" prometheus.Dockerfile
+stand_in "$alertmanager_image" alertmanager.Dockerfile
+stand_in "$pushgateway_image" pushgateway.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
 
 log "done in $((SECONDS - total)) s"
