@@ -39,6 +39,10 @@ RUN set -eux; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old; \
+    # The classic UI loads one moment-timezone bundle; the package's raw zone data beside \
+    # it is 210 MB that nothing reads. Documentation is not needed in the image either. \
+    rm -rf /usr/share/javascript/moment-timezone/data /usr/share/doc/* /usr/share/man/*; \
+    test -f /usr/share/javascript/moment-timezone/moment-timezone-with-data.min.js; \
     # The official image's layout: binaries in /bin (/bin is /usr/bin in Debian 12), \
     # consoles under /usr/share/prometheus, data in /prometheus owned by nobody. \
     test -x /bin/prometheus; test -x /bin/promtool; \
