@@ -7,15 +7,18 @@
 #                                  (docker/lab-host-docker.Dockerfile)
 #   solar-mlops/haproxy:2.6        stand-in for the official haproxy:2.6 (docker/haproxy.Dockerfile)
 #   solar-mlops/postgres:15        stand-in for the official postgres:15 (docker/postgres.Dockerfile)
-#   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
-#                                  time: it follows the code, and Docker's layer cache
-#                                  makes an unchanged build take a second
-#   solar-mlops/mlflow:3.17.2      the MLflow tracking server (docker/mlflow.Dockerfile), built every time
+#   solar-mlops/prometheus:2.42    stand-in for prom/prometheus (docker/prometheus.Dockerfile)
+#   solar-mlops/alertmanager:0.25  stand-in for prom/alertmanager (docker/alertmanager.Dockerfile)
+#   solar-mlops/pushgateway:1.5    stand-in for prom/pushgateway (docker/pushgateway.Dockerfile)
+#   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile)
+#   solar-mlops/mlflow:3.17.2      the MLflow tracking server (docker/mlflow.Dockerfile)
+#   The last ones are built from this repository every time: they follow the code and
+#   uv.lock, and Docker's layer cache makes an unchanged build take seconds.
 # Fast and silent-ish when they all exist; prints how long each step took.
 #
 #   scripts/lab-images.sh            build what is missing
-#   scripts/lab-images.sh --rebuild  rebuild lab-host and haproxy (the base stays; remove
-#                                    it by hand to rebuild it too)
+#   scripts/lab-images.sh --rebuild  rebuild the lab hosts and the stand-ins (the base
+#                                    stays; remove it by hand to rebuild it too)
 #
 # The lab host trusts the machine's extra CA certificates (a TLS-intercepting proxy):
 # every *.crt under $LAB_EXTRA_CA_DIR (default /usr/local/share/ca-certificates) goes
@@ -23,8 +26,8 @@
 # written into the repository.
 #
 # Environment (image names): SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE,
-#   LAB_HAPROXY_IMAGE, LAB_POSTGRES_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE;
-#   LAB_EXTRA_CA_DIR.
+#   LAB_HAPROXY_IMAGE, LAB_POSTGRES_IMAGE, LAB_PROMETHEUS_IMAGE, LAB_ALERTMANAGER_IMAGE,
+#   LAB_PUSHGATEWAY_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE; LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +38,9 @@ haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
 postgres_image="${LAB_POSTGRES_IMAGE:-solar-mlops/postgres:15}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
 mlflow_image="${LAB_MLFLOW_IMAGE:-solar-mlops/mlflow:3.17.2}"
+prometheus_image="${LAB_PROMETHEUS_IMAGE:-solar-mlops/prometheus:2.42}"
+alertmanager_image="${LAB_ALERTMANAGER_IMAGE:-solar-mlops/alertmanager:0.25}"
+pushgateway_image="${LAB_PUSHGATEWAY_IMAGE:-solar-mlops/pushgateway:1.5}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
@@ -149,6 +155,9 @@ fi
 
 stand_in "$haproxy_image" haproxy.Dockerfile
 stand_in "$postgres_image" postgres.Dockerfile
+stand_in "$prometheus_image" prometheus.Dockerfile
+stand_in "$alertmanager_image" alertmanager.Dockerfile
+stand_in "$pushgateway_image" pushgateway.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
 from_repo "$mlflow_image" mlflow.Dockerfile
 
