@@ -6,6 +6,7 @@
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile), built every
 #                                  time: it follows the code, and Docker's layer cache
 #                                  makes an unchanged build take a second
+#   solar-mlops/prefect:lab        Prefect server and worker (docker/prefect.Dockerfile), built every time
 # Fast and silent-ish when they all exist; prints how long each step took.
 #
 #   scripts/lab-images.sh            build what is missing
@@ -18,7 +19,7 @@
 # written into the repository.
 #
 # Environment: SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HAPROXY_IMAGE, LAB_MODEL_SERVER_IMAGE,
-# LAB_EXTRA_CA_DIR.
+# LAB_PREFECT_IMAGE, LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,13 +27,14 @@ base_image="${SOLAR_BASE_IMAGE:-solar-mlops/debian:bookworm}"
 host_image="${LAB_HOST_IMAGE:-solar-mlops/lab-host:bookworm}"
 haproxy_image="${LAB_HAPROXY_IMAGE:-solar-mlops/haproxy:2.6}"
 model_server_image="${LAB_MODEL_SERVER_IMAGE:-solar-mlops/model-server:lab}"
+prefect_image="${LAB_PREFECT_IMAGE:-solar-mlops/prefect:lab}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
 case "${1:-}" in
     "") ;;
     --rebuild) rebuild=true ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
 esac
 
@@ -130,5 +132,6 @@ from_repo() {
 
 stand_in "$haproxy_image" haproxy.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
+from_repo "$prefect_image" prefect.Dockerfile
 
 log "done in $((SECONDS - total)) s"
