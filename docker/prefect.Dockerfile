@@ -103,6 +103,24 @@ RUN set -eux; \
     PREFECT_HOME=/tmp/prefect-home /opt/venv/bin/python -c 'import prefect.server.api.server'; \
     rm -rf /tmp/prefect-home
 
+# The `ansible` package bundles ~100 collections (470 MB); the playbooks use a few. Keep
+# those listed (namespace.name, space separated; empty keeps them all): a smaller image
+# loads faster on hosts without a registry. A flow that needs another collection adds it.
+ARG ANSIBLE_COLLECTIONS="ansible.posix ansible.utils amazon.aws community.crypto community.docker community.general community.library_inventory_filtering_v1"
+RUN set -eu; \
+    if [ -n "$ANSIBLE_COLLECTIONS" ]; then \
+        cd /opt/venv/lib/python3.11/site-packages/ansible_collections; \
+        for dir in */*/; do \
+            name="$(printf '%s' "${dir%/}" | tr / .)"; \
+            case " $ANSIBLE_COLLECTIONS " in \
+                *" $name "*) ;; \
+                *) rm -rf "$dir" ;; \
+            esac; \
+        done; \
+        find . -mindepth 1 -maxdepth 1 -type d -empty -delete; \
+        for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
+    fi
+
 # The UI's static files, prepared here: by default the server copies them into its own
 # package folder at start-up, which a read-only root forbids. With the served base path
 # "/" the copy's marker matches and the server uses it as is; another base path
