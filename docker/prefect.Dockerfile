@@ -1,0 +1,200 @@
+# Prefect 3: one image for the server and the worker that runs the project's flows and
+# its Ansible playbooks (roles/prefect runs it twice, with different commands).
+#
+#   docker build -f docker/prefect.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
+#       -t solar-mlops/prefect .
+#
+# What it holds:
+#   - /opt/venv: the project's package (solar_mlops) with the `flows` (Prefect, Evidently),
+#     `train` (MLflow, scikit-learn, pvanalytics, ...) and `deploy` (Ansible,
+#     ansible-runner) dependency groups, pinned and hashed by uv.lock; not `ops`/`dev`
+#     (lint and test tools). `prefect`, `ansible-playbook` and `solar` are on PATH.
+#   - /opt/solar-mlops: ansible.cfg, playbooks/ and roles/ (and flows/ when the repository
+#     has it), so the worker runs `ansible-playbook playbooks/deploy_model.yml` from there.
+#     The inventory and the deploy key are not in the image: the role mounts them.
+#   - openssh-client, for Ansible over SSH to the fleet.
+#
+# Same base, build stages and extra-CA handling as docker/model-server.Dockerfile: real
+# deployments build on the official Python image; the hermetic lab passes
+# --build-arg BASE_IMAGE=solar-mlops/debian:bookworm (Debian 12's python3 3.11 from apt).
+# Extra CA certificates are trusted by the build stage only (docker/extra-ca.README).
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------
+# runtime: what the server and the worker need at run time.
+FROM ${BASE_IMAGE} AS runtime
+
+RUN set -eux; \
+    # libgomp1: LightGBM (training flows); openssh-client: Ansible's SSH connection. \
+    packages="ca-certificates libgomp1 openssh-client tini"; \
+    command -v python3 >/dev/null || packages="$packages python3"; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old; \
+    python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'; \
+    # The root FS is read-only at run time: compile the standard library now. \
+    python3 -m compileall -q -j0 -x '/(test|tests|idle_test)/' \
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"; \
+    # Fixed ids (the role writes the deploy key for this uid and mounts the data volume). \
+    # Home /tmp: the tmpfs the role mounts; ssh reads the home from passwd, not $HOME. \
+    groupadd --gid 10001 solar; \
+    useradd --uid 10001 --gid solar --no-log-init --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin solar
+
+# ---------------------------------------------------------------------------------------
+# builder: the dependencies from uv.lock into /opt/venv, the package, the Ansible tree.
+FROM runtime AS builder
+
+# PEM text of extra CA certificates; only this stage sees it (docker/extra-ca.README).
+ARG EXTRA_CA_BUNDLE=""
+# The uv that wrote uv.lock (Makefile's UV_VERSION).
+ARG UV_VERSION=0.13.8
+
+COPY docker/extra-ca* /tmp/extra-ca/
+RUN set -eu; \
+    { cat /tmp/extra-ca/*.crt 2>/dev/null || true; printf '%s\n' "$EXTRA_CA_BUNDLE"; } \
+        | awk '/-BEGIN CERTIFICATE-/ { n++ } n { print > ("/usr/local/share/ca-certificates/extra-ca-" n ".crt") }'; \
+    update-ca-certificates; \
+    rm -rf /tmp/extra-ca
+
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never
+
+RUN set -eux; \
+    if dpkg-query -W python3 >/dev/null 2>&1; then \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
+    fi; \
+    python3 -m venv /opt/uv; \
+    /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+
+WORKDIR /src
+# Dependencies first: this layer is rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock README.md ./
+RUN set -eux; \
+    # The service's dependencies plus the flows, train and deploy groups (not ops, dev). \
+    /opt/uv/bin/uv export --locked --no-default-groups \
+        --group flows --group train --group deploy --no-emit-project \
+        --format requirements-txt --output-file /tmp/requirements.txt; \
+    python3 -m venv --without-pip /opt/venv; \
+    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
+        --requirement /tmp/requirements.txt; \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
+
+# Prefect 3.8's server passes FastAPI's removed `min_items`/`max_items` to Body(); the
+# lock's FastAPI (0.165, the service's pin) rejects them and the server fails at import.
+# Rename them to `min_length`/`max_length`, as Prefect 3.9 does upstream (the same
+# constraint on the list). Only files that still use the old names are touched, and the
+# import check fails the build if anything else is missing.
+RUN set -eux; \
+    site=/opt/venv/lib/python3.11/site-packages; \
+    files="$(grep -rlE 'Body\(.*(min|max)_items=' "$site/prefect/server" || true)"; \
+    for f in $files; do \
+        sed -i -E 's/\b(min|max)_items=/\1_length=/g' "$f"; \
+        /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash "$f"; \
+    done; \
+    PREFECT_HOME=/tmp/prefect-home /opt/venv/bin/python -c 'import prefect.server.api.server'; \
+    rm -rf /tmp/prefect-home
+
+# The `ansible` package bundles ~100 collections (470 MB); the playbooks use a few. Keep
+# those listed (namespace.name, space separated; empty keeps them all): a smaller image
+# loads faster on hosts without a registry. A flow that needs another collection adds it.
+ARG ANSIBLE_COLLECTIONS="ansible.posix ansible.utils amazon.aws community.crypto community.docker community.general community.library_inventory_filtering_v1"
+RUN set -eu; \
+    if [ -n "$ANSIBLE_COLLECTIONS" ]; then \
+        cd /opt/venv/lib/python3.11/site-packages/ansible_collections; \
+        for dir in */*/; do \
+            name="$(printf '%s' "${dir%/}" | tr / .)"; \
+            case " $ANSIBLE_COLLECTIONS " in \
+                *" $name "*) ;; \
+                *) rm -rf "$dir" ;; \
+            esac; \
+        done; \
+        find . -mindepth 1 -maxdepth 1 -type d -empty -delete; \
+        for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
+    fi
+
+# The UI's static files, prepared here: by default the server copies them into its own
+# package folder at start-up, which a read-only root forbids. With the served base path
+# "/" the copy's marker matches and the server uses it as is; another base path
+# (PREFECT_SERVER_UI_SERVE_BASE) needs PREFECT_SERVER_UI_STATIC_DIRECTORY on a writable path.
+RUN set -eux; \
+    PREFECT_HOME=/tmp/prefect-home PREFECT_SERVER_UI_STATIC_DIRECTORY=/opt/prefect-ui \
+        /opt/venv/bin/python -c 'from prefect.server.api.server import create_ui_app; create_ui_app(False)'; \
+    test -f /opt/prefect-ui/v1/index.html; \
+    rm -rf /tmp/prefect-home
+
+COPY app ./app
+RUN set -eux; \
+    /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
+    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/dist/*.whl; \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash \
+        /opt/venv/lib/python3.11/site-packages/solar_mlops
+
+# The Ansible tree (and the flows): the whole build context is copied, and only what the
+# worker runs is kept, so an absent flows/ is no error. The context is .dockerignore's
+# allow-list.
+COPY . /tmp/context/
+RUN set -eux; \
+    install -d -m 0755 /opt/solar-mlops; \
+    cd /tmp/context; \
+    cp -a ansible.cfg playbooks roles /opt/solar-mlops/; \
+    if [ -d flows ]; then cp -a flows /opt/solar-mlops/; fi; \
+    find /opt/solar-mlops \( -name __pycache__ -o -name '*.py[co]' \) -prune -exec rm -rf {} +; \
+    chown -R root:root /opt/solar-mlops; \
+    chmod -R u=rwX,go=rX /opt/solar-mlops; \
+    test -f /opt/solar-mlops/playbooks/deploy_model.yml
+
+# ---------------------------------------------------------------------------------------
+FROM runtime
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/prefect-ui /opt/prefect-ui
+COPY --from=builder /opt/solar-mlops /opt/solar-mlops
+
+# The server's data (its SQLite database, when no Postgres URL is given): a fresh volume
+# takes this folder's owner.
+RUN install -d -o solar -g solar -m 0750 /var/lib/prefect
+VOLUME /var/lib/prefect
+
+# Writable at run time: /tmp (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary files)
+# and the data volume. No telemetry, a UTF-8 locale (ansible-core refuses others), and
+# Ansible reads the repository's configuration whatever the working folder.
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    VIRTUAL_ENV=/opt/venv \
+    HOME=/tmp \
+    LANG=C.UTF-8 \
+    LC_ALL=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PREFECT_HOME=/tmp/.prefect \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PREFECT_SERVER_UI_STATIC_DIRECTORY=/opt/prefect-ui \
+    DO_NOT_TRACK=1 \
+    ANSIBLE_CONFIG=/opt/solar-mlops/ansible.cfg \
+    ANSIBLE_LOCAL_TEMP=/tmp/.ansible/tmp
+
+WORKDIR /opt/solar-mlops
+USER 10001:10001
+EXPOSE 4200
+STOPSIGNAL SIGTERM
+# tini reaps the worker's flow-run subprocesses and forwards signals.
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"]
+
+# Last, so a new commit rebuilds only metadata.
+ARG BASE_IMAGE
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
+LABEL org.opencontainers.image.title="solar-mlops prefect" \
+      org.opencontainers.image.description="Prefect 3 server and worker with the project's flows and Ansible playbooks" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
