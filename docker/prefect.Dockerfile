@@ -1,5 +1,9 @@
-# Prefect 3: one image for the server and the worker that runs the project's flows and
-# its Ansible playbooks (roles/prefect runs it twice, with different commands).
+# Prefect 3 worker: a process worker that runs the project's flows and its Ansible
+# playbooks (roles/prefect's solar-prefect-worker.service). The Prefect server is another
+# image: the official prefecthq/prefect, or its lab stand-in docker/prefect-server.Dockerfile
+# (built from its own lock, docker/prefect-server/uv.lock). This image holds Prefect's
+# client at the same version, from the project's uv.lock; it does not run the server
+# (whose import fails with the project's FastAPI).
 #
 #   docker build -f docker/prefect.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #       -t solar-mlops/prefect .
@@ -13,6 +17,8 @@
 #     has it), so the worker runs `ansible-playbook playbooks/deploy_model.yml` from there.
 #     The inventory and the deploy key are not in the image: the role mounts them.
 #   - openssh-client, for Ansible over SSH to the fleet.
+# Its default command is a process worker on the pool solar-mlops against PREFECT_API_URL;
+# roles/prefect gives its own command (pool, name).
 #
 # Same base, build stages and extra-CA handling as docker/model-server.Dockerfile: real
 # deployments build on the official Python image; the hermetic lab passes
@@ -22,7 +28,7 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
-# runtime: what the server and the worker need at run time.
+# runtime: what the worker and its flow runs need at run time.
 FROM ${BASE_IMAGE} AS runtime
 
 RUN set -eux; \
@@ -37,7 +43,7 @@ RUN set -eux; \
     # The root FS is read-only at run time: compile the standard library now. \
     python3 -m compileall -q -j0 -x '/(test|tests|idle_test)/' \
         "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"; \
-    # Fixed ids (the role writes the deploy key for this uid and mounts the data volume). \
+    # Fixed ids (the role writes the deploy key for this uid). \
     # Home /tmp: the tmpfs the role mounts; ssh reads the home from passwd, not $HOME. \
     groupadd --gid 10001 solar; \
     useradd --uid 10001 --gid solar --no-log-init --no-create-home --home-dir /tmp \
@@ -88,21 +94,6 @@ RUN set -eux; \
         --requirement /tmp/requirements.txt; \
     /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
 
-# Prefect 3.8's server passes FastAPI's removed `min_items`/`max_items` to Body(); the
-# lock's FastAPI (0.165, the service's pin) rejects them and the server fails at import.
-# Rename them to `min_length`/`max_length`, as Prefect 3.9 does upstream (the same
-# constraint on the list). Only files that still use the old names are touched, and the
-# import check fails the build if anything else is missing.
-RUN set -eux; \
-    site=/opt/venv/lib/python3.11/site-packages; \
-    files="$(grep -rlE 'Body\(.*(min|max)_items=' "$site/prefect/server" || true)"; \
-    for f in $files; do \
-        sed -i -E 's/\b(min|max)_items=/\1_length=/g' "$f"; \
-        /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash "$f"; \
-    done; \
-    PREFECT_HOME=/tmp/prefect-home /opt/venv/bin/python -c 'import prefect.server.api.server'; \
-    rm -rf /tmp/prefect-home
-
 # The `ansible` package bundles ~100 collections (470 MB); the playbooks use a few. Keep
 # those listed (namespace.name, space separated; empty keeps them all): a smaller image
 # loads faster on hosts without a registry. A flow that needs another collection adds it.
@@ -120,16 +111,6 @@ RUN set -eu; \
         find . -mindepth 1 -maxdepth 1 -type d -empty -delete; \
         for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
     fi
-
-# The UI's static files, prepared here: by default the server copies them into its own
-# package folder at start-up, which a read-only root forbids. With the served base path
-# "/" the copy's marker matches and the server uses it as is; another base path
-# (PREFECT_SERVER_UI_SERVE_BASE) needs PREFECT_SERVER_UI_STATIC_DIRECTORY on a writable path.
-RUN set -eux; \
-    PREFECT_HOME=/tmp/prefect-home PREFECT_SERVER_UI_STATIC_DIRECTORY=/opt/prefect-ui \
-        /opt/venv/bin/python -c 'from prefect.server.api.server import create_ui_app; create_ui_app(False)'; \
-    test -f /opt/prefect-ui/v1/index.html; \
-    rm -rf /tmp/prefect-home
 
 COPY app ./app
 RUN set -eux; \
@@ -156,16 +137,10 @@ RUN set -eux; \
 FROM runtime
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/prefect-ui /opt/prefect-ui
 COPY --from=builder /opt/solar-mlops /opt/solar-mlops
 
-# The server's data (its SQLite database, when no Postgres URL is given): a fresh volume
-# takes this folder's owner.
-RUN install -d -o solar -g solar -m 0750 /var/lib/prefect
-VOLUME /var/lib/prefect
-
-# Writable at run time: /tmp (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary files)
-# and the data volume. No telemetry, a UTF-8 locale (ansible-core refuses others), and
+# Writable at run time: /tmp only (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary
+# files). No telemetry, a UTF-8 locale (ansible-core refuses others), and
 # Ansible reads the repository's configuration whatever the working folder.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     VIRTUAL_ENV=/opt/venv \
@@ -175,26 +150,23 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PREFECT_HOME=/tmp/.prefect \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    PREFECT_SERVER_UI_STATIC_DIRECTORY=/opt/prefect-ui \
     DO_NOT_TRACK=1 \
     ANSIBLE_CONFIG=/opt/solar-mlops/ansible.cfg \
     ANSIBLE_LOCAL_TEMP=/tmp/.ansible/tmp
 
 WORKDIR /opt/solar-mlops
 USER 10001:10001
-EXPOSE 4200
 STOPSIGNAL SIGTERM
 # tini reaps the worker's flow-run subprocesses and forwards signals.
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"]
+CMD ["prefect", "worker", "start", "--pool", "solar-mlops", "--type", "process"]
 
 # Last, so a new commit rebuilds only metadata.
 ARG BASE_IMAGE
 ARG GIT_COMMIT=unknown
 ENV GIT_COMMIT=${GIT_COMMIT}
-LABEL org.opencontainers.image.title="solar-mlops prefect" \
-      org.opencontainers.image.description="Prefect 3 server and worker with the project's flows and Ansible playbooks" \
+LABEL org.opencontainers.image.title="solar-mlops prefect worker" \
+      org.opencontainers.image.description="Prefect 3 process worker with the project's flows and Ansible playbooks" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"

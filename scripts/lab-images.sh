@@ -12,8 +12,10 @@
 #   solar-mlops/pushgateway:1.5    stand-in for prom/pushgateway (docker/pushgateway.Dockerfile)
 #   solar-mlops/model-server:lab   the service (docker/model-server.Dockerfile)
 #   solar-mlops/mlflow:3.17.2      the MLflow tracking server (docker/mlflow.Dockerfile)
-#   solar-mlops/prefect:lab        Prefect server and worker (docker/prefect.Dockerfile)
-#   The last three are built from this repository every time: they follow the code and
+#   solar-mlops/prefect:lab        the Prefect worker with the flows and Ansible (docker/prefect.Dockerfile)
+#   solar-mlops/prefect-server:3.8.8  stand-in for prefecthq/prefect:3.8.8-python3.11, from
+#                                  its own lock (docker/prefect-server.Dockerfile)
+#   The last four are built from this repository every time: they follow the code and
 #   uv.lock, and Docker's layer cache makes an unchanged build take seconds.
 # Fast and silent-ish when they all exist; prints how long each step took.
 #
@@ -28,7 +30,8 @@
 #
 # Environment (image names): SOLAR_BASE_IMAGE, LAB_HOST_IMAGE, LAB_HOST_DOCKER_IMAGE,
 #   LAB_HAPROXY_IMAGE, LAB_POSTGRES_IMAGE, LAB_PROMETHEUS_IMAGE, LAB_ALERTMANAGER_IMAGE,
-#   LAB_PUSHGATEWAY_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE, LAB_PREFECT_IMAGE;
+#   LAB_PUSHGATEWAY_IMAGE, LAB_MODEL_SERVER_IMAGE, LAB_MLFLOW_IMAGE, LAB_PREFECT_IMAGE,
+#   LAB_PREFECT_SERVER_IMAGE;
 #   LAB_EXTRA_CA_DIR.
 set -euo pipefail
 
@@ -44,6 +47,7 @@ prometheus_image="${LAB_PROMETHEUS_IMAGE:-solar-mlops/prometheus:2.42}"
 alertmanager_image="${LAB_ALERTMANAGER_IMAGE:-solar-mlops/alertmanager:0.25}"
 pushgateway_image="${LAB_PUSHGATEWAY_IMAGE:-solar-mlops/pushgateway:1.5}"
 prefect_image="${LAB_PREFECT_IMAGE:-solar-mlops/prefect:lab}"
+prefect_server_image="${LAB_PREFECT_SERVER_IMAGE:-solar-mlops/prefect-server:3.8.8}"
 ca_dir="${LAB_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
 rebuild=false
 
@@ -164,5 +168,6 @@ stand_in "$pushgateway_image" pushgateway.Dockerfile
 from_repo "$model_server_image" model-server.Dockerfile
 from_repo "$mlflow_image" mlflow.Dockerfile
 from_repo "$prefect_image" prefect.Dockerfile
+from_repo "$prefect_server_image" prefect-server.Dockerfile
 
 log "done in $((SECONDS - total)) s"
