@@ -1,30 +1,38 @@
 """Check dashboard JSON files before the grafana role copies them (runs on the controller).
 
-Usage: check_dashboards.py FILE...  Prints one JSON object: {"problems": ["FILE: what is wrong", ...]}.
-Exit status 0 either way; the role turns problems into one clear failure.
+Usage: check_dashboards.py FILE...
+Prints one JSON object, {"problems": ["FILE: what is wrong", ...]}, and exits 0 either
+way; the role turns the problems into one clear failure.
 """
 
+from __future__ import annotations
+
 import json
-import os
 import sys
+from pathlib import Path
 
 # Grafana rejects longer dashboard uids.
 MAX_UID_LENGTH = 40
 
 
-def problems_of(path):
-    """What is wrong with one file, as a list of sentences (empty when usable)."""
-    if not path.endswith(".json"):
-        return ["the name must end in .json (Grafana's file provider reads only those)"]
+def load(path: Path) -> tuple[object, list[str]]:
+    """The file's JSON document, or the sentences saying why there is none."""
+    if path.suffix != ".json":
+        return None, ["the name must end in .json (Grafana's file provider reads only those)"]
     try:
-        with open(path, encoding="utf-8") as handle:
-            dashboard = json.load(handle)
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle), []
     except FileNotFoundError:
-        return ["no such file on the controller"]
+        return None, ["no such file on the controller"]
     except (OSError, UnicodeDecodeError) as error:
-        return [f"cannot be read ({error})"]
+        return None, [f"cannot be read ({error})"]
     except json.JSONDecodeError as error:
-        return [f"is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"]
+        where = f"line {error.lineno}, column {error.colno}"
+        return None, [f"is not valid JSON: {error.msg} at {where}"]
+
+
+def problems_of(dashboard: object) -> list[str]:
+    """What is wrong with one dashboard document (empty when usable)."""
     if not isinstance(dashboard, dict):
         return ["is not a dashboard (the JSON document is not an object)"]
     found = []
@@ -38,24 +46,26 @@ def problems_of(path):
     return found
 
 
-def main(paths):
-    problems = []
-    uids = {}
-    names = {}
-    for path in paths:
-        found = problems_of(path)
-        problems.extend(f"{path}: {text}" for text in found)
-        name = os.path.basename(path)
-        if name in names:
-            problems.append(f"{path}: same file name as {names[name]} (both would be copied to {name})")
-        names.setdefault(name, path)
+def main(paths: list[str]) -> None:
+    problems: list[str] = []
+    uids: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for given in paths:
+        path = Path(given)
+        dashboard, found = load(path)
+        if not found:
+            found = problems_of(dashboard)
+        problems.extend(f"{given}: {text}" for text in found)
+        if path.name in names:
+            other = names[path.name]
+            problems.append(f"{given}: same file name as {other} (both would be copied there)")
+        names.setdefault(path.name, given)
         if found:
             continue
-        with open(path, encoding="utf-8") as handle:
-            uid = json.load(handle)["uid"]
+        uid = dashboard["uid"]  # type: ignore[index]
         if uid in uids:
-            problems.append(f'{path}: same uid "{uid}" as {uids[uid]}')
-        uids.setdefault(uid, path)
+            problems.append(f'{given}: same uid "{uid}" as {uids[uid]}')
+        uids.setdefault(uid, given)
     print(json.dumps({"problems": problems}))
 
 
