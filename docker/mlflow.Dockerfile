@@ -85,7 +85,7 @@ RUN set -eux; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
 
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock ./
 RUN set -eux; \
     # Only the server's group: no project, no other group, pinned and hashed by the lock. \
     /opt/uv/bin/uv export --locked --only-group mlflow-server --no-emit-project \

@@ -76,7 +76,8 @@ RUN set -eux; \
 
 WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock changes, not the code.
-COPY pyproject.toml uv.lock README.md ./
+# Not README.md: a change to the docs must not reinstall every dependency.
+COPY pyproject.toml uv.lock ./
 RUN set -eux; \
     # [project].dependencies only (no train/dev groups), pinned and hashed by the lock. \
     /opt/uv/bin/uv export --locked --no-default-groups --no-emit-project \
@@ -86,6 +87,8 @@ RUN set -eux; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
         --requirement /tmp/requirements.txt
 
+# The wheel's metadata reads README.md (pyproject.toml's readme).
+COPY README.md ./
 COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \

@@ -83,7 +83,8 @@ RUN set -eux; \
 
 WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock changes.
-COPY pyproject.toml uv.lock README.md ./
+# Not README.md: a change to the docs must not reinstall every dependency.
+COPY pyproject.toml uv.lock ./
 RUN set -eux; \
     # The service's dependencies plus the flows, train and deploy groups (not ops, dev). \
     /opt/uv/bin/uv export --locked --no-default-groups \
@@ -112,6 +113,8 @@ RUN set -eu; \
         for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
     fi
 
+# The wheel's metadata reads README.md (pyproject.toml's readme).
+COPY README.md ./
 COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
