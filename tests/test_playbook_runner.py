@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -147,15 +148,17 @@ def test_the_tree_is_where_ansible_config_points(
 
 
 def test_old_runs_are_rotated(tmp_path: Path, inventory: Path, artifacts: Path) -> None:
-    playbook = write(tmp_path, "tiny.yml", TINY)
-    runs = [
-        run_playbook(playbook, inventory=inventory, artifacts_dir=artifacts, keep_runs=2)
-        for _ in range(3)
-    ]
+    # Two earlier runs, the older first.
+    earlier = [artifacts / f"2026010{day}T000000Z-tiny-0000000{day}" for day in (1, 2)]
+    for day, run in enumerate(earlier, start=1):
+        (run / "job_events").mkdir(parents=True)
+        os.utime(run, (day * 86400, day * 86400))
 
-    kept = sorted(p.name for p in artifacts.iterdir())
-    assert kept == sorted(run.artifacts.name for run in runs[1:])
-    assert all("tiny" in name for name in kept)
+    result = run_playbook(
+        write(tmp_path, "tiny.yml", TINY), inventory=inventory, artifacts_dir=artifacts, keep_runs=2
+    )
+
+    assert sorted(artifacts.iterdir()) == [earlier[1], result.artifacts]
 
 
 def test_the_failure_that_stopped_the_host_is_the_reason(
@@ -245,6 +248,18 @@ def test_a_run_on_no_host_fails(tmp_path: Path, inventory: Path, artifacts: Path
     elsewhere = write(tmp_path, "elsewhere.yml", TINY.replace("hosts: lb", "hosts: model_servers"))
     with pytest.raises(PlaybookFailedError, match=r"no host .* \(model_servers\): nothing ran"):
         run_playbook(elsewhere, inventory=inventory, artifacts_dir=artifacts)
+
+
+def test_a_run_that_takes_too_long_is_stopped(
+    tmp_path: Path, inventory: Path, artifacts: Path
+) -> None:
+    slow = write(tmp_path, "slow.yml", TINY.replace('command: "true"', "command: sleep 10"))
+    with pytest.raises(PlaybookFailedError) as caught:
+        run_playbook(slow, inventory=inventory, artifacts_dir=artifacts, timeout=2)
+
+    assert "did not finish within 2 s" in str(caught.value)
+    assert "during task 'Change something'" in str(caught.value)
+    assert caught.value.result.status == "timeout"
 
 
 def test_a_broken_callback_does_not_stop_the_run(

@@ -224,6 +224,7 @@ class _Collector:
     def __init__(self, on_event: EventCallback) -> None:
         self.on_event = on_event
         self.patterns: list[str] = []
+        self.task = ""
         self.last_failure: dict[str, TaskFailure] = {}
         self.errors: list[str] = []
         self.stats: dict[str, HostStats] = {}
@@ -232,6 +233,8 @@ class _Collector:
         kind, data = event.get("event", ""), event.get("event_data", {})
         if kind == "playbook_on_play_start":
             self.patterns.append(data.get("pattern", ""))
+        elif kind == "playbook_on_task_start":
+            self.task = _task_name(data)
         elif kind == "runner_on_unreachable" or (
             kind == "runner_on_failed" and not data.get("ignore_errors")
         ):
@@ -261,7 +264,11 @@ class _Collector:
         stopped = [h for h, s in self.stats.items() if s.failed or s.unreachable]
         failures = tuple(self.last_failure[h] for h in stopped if h in self.last_failure)
         if status == "timeout":
-            reason = f"it did not finish within {timeout} s and was stopped"
+            # Stopping ansible-playbook does not stop a module already running on a host.
+            reason = (
+                f"it did not finish within {timeout} s and was stopped during task "
+                f"'{self.task}', which may still be running on its hosts"
+            )
         elif failures:
             reason = "; ".join(map(str, failures))
         elif status != "successful" or rc != 0:
