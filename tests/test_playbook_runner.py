@@ -31,6 +31,9 @@ TINY = """
     - name: Say hello
       ansible.builtin.debug:
         msg: hello from {{ inventory_hostname }}
+    - name: Show a variable
+      ansible.builtin.debug:
+        var: inventory_hostname
     - name: Change something
       ansible.builtin.command: "true"
     - name: Skip something
@@ -91,7 +94,7 @@ def test_a_playbook_runs_and_reports(tmp_path: Path, inventory: Path, artifacts:
 
     assert result.succeeded and result.reason == ""
     assert (result.status, result.rc) == ("successful", 0)
-    assert result.stats == {"localhost": HostStats(ok=2, changed=1, skipped=1)}
+    assert result.stats == {"localhost": HostStats(ok=3, changed=1, skipped=1)}
     assert result.failures == ()
     # Every event, in the order Ansible emitted them.
     counters = [event["counter"] for event in events]
@@ -105,6 +108,7 @@ def test_a_playbook_runs_and_reports(tmp_path: Path, inventory: Path, artifacts:
     ]
     assert results == [
         ("runner_on_ok", "Say hello"),
+        ("runner_on_ok", "Show a variable"),
         ("runner_on_ok", "Change something"),
         ("runner_on_skipped", "Skip something"),
     ]
@@ -124,9 +128,10 @@ def test_events_are_logged_one_line_per_task_result(
     assert lines == [
         "PLAY Tiny (hosts: lb)",
         "ok: [localhost] Say hello: hello from localhost",
+        "ok: [localhost] Show a variable",
         "changed: [localhost] Change something",
         "skipping: [localhost] Skip something",
-        "recap: localhost ok=2 changed=1 failed=0 unreachable=0 skipped=1 rescued=0 ignored=0",
+        "recap: localhost ok=3 changed=1 failed=0 unreachable=0 skipped=1 rescued=0 ignored=0",
     ]
 
 
@@ -297,8 +302,12 @@ def test_credentials_stay_out_of_the_artifacts(
     )
 
     # The playbook saw it (12 characters); the kept command file does not hold it.
-    said = [e["event_data"]["res"]["msg"] for e in events if e["event"] == "runner_on_ok"]
-    assert said[0] == "length 12"
+    said = [
+        e["event_data"]["res"]["msg"]
+        for e in events
+        if e["event"] == "runner_on_ok" and e["event_data"]["task"] == "Say hello"
+    ]
+    assert said == ["length 12"]
     command = json.loads((result.artifacts / "command").read_text())
     assert command["env"]["PREFECT_API_AUTH_STRING"] == "<redacted>"
     assert command["env"]["ANSIBLE_CONFIG"].endswith("ansible.cfg")

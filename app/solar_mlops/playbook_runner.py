@@ -194,7 +194,9 @@ def log_event(event: Event, logger: logging.Logger | logging.LoggerAdapter = LOG
     if kind == "playbook_on_play_start":
         logger.info("PLAY %s (hosts: %s)", data.get("name", ""), data.get("pattern", ""))
     elif kind == "runner_on_ok":
-        said = f": {res['msg']}" if data.get("resolved_action", "").endswith("debug") else ""
+        # What a debug task says is the point of it (the bluegreen role reports with them).
+        debug = (data.get("resolved_action") or "").endswith("debug") and "msg" in res
+        said = f": {res['msg']}" if debug else ""
         state = "changed" if res.get("changed") else "ok"
         logger.info("%s: [%s] %s%s", state, host, task, said)
     elif kind == "runner_on_failed":
