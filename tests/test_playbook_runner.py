@@ -284,10 +284,11 @@ def test_a_broken_callback_does_not_stop_the_run(
     assert "the event callback failed" in caplog.text
 
 
-def test_credentials_stay_out_of_the_artifacts(
+def test_the_kept_environment_has_no_credentials(
     tmp_path: Path, inventory: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:s3cret")
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
     playbook = write(
         tmp_path,
         "env.yml",
@@ -311,6 +312,8 @@ def test_credentials_stay_out_of_the_artifacts(
     command = json.loads((result.artifacts / "command").read_text())
     assert command["env"]["PREFECT_API_AUTH_STRING"] == "<redacted>"
     assert command["env"]["ANSIBLE_CONFIG"].endswith("ansible.cfg")
+    # ansible-runner's default would be False; Ansible's is to check.
+    assert command["env"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert "s3cret" not in "".join(
         p.read_text() for p in result.artifacts.rglob("*") if p.is_file()
     )

@@ -391,9 +391,16 @@ def _check_artifacts_dir(artifacts_dir: Path) -> None:
 
 def _environment(tree: Path) -> dict[str, str]:
     """Ansible reads the tree's ansible.cfg whatever the caller's folder; output without
-    colours (the artifacts are read as text); ansible-playbook found in this interpreter's
+    colours (the artifacts are read as text); SSH host keys checked unless the
+    environment says otherwise; ansible-playbook found in this interpreter's
     environment even when it is not on PATH (a venv's python run directly)."""
-    env = {"ANSIBLE_CONFIG": str(tree / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = {
+        "ANSIBLE_CONFIG": str(tree / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner turns SSH host key checking off when the environment does not
+        # say; keep Ansible's default (the worker's env file says it explicitly).
+        "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
+    }
     if shutil.which("ansible-playbook") is None:
         scripts = Path(sys.executable).parent
         if not (scripts / "ansible-playbook").exists():
