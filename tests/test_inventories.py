@@ -1,4 +1,4 @@
-"""The static inventories (lab, vagrant, vagrant-multi) and the Vagrantfile: the same
+"""The static inventories (lab, lab-multi, vagrant, vagrant-multi) and the Vagrantfile: the same
 groups everywhere, the shared wiring renders for every host, and Vagrant accepts both
 layouts (inventory/ec2 is tested against moto in test_ec2_inventory.py)."""
 
@@ -53,9 +53,10 @@ def rendered(inventory: str, host: str, variables: list[str]) -> dict:
     return json.loads(out)["plays"][0]["tasks"][0]["hosts"][host]["msg"]
 
 
-@pytest.mark.parametrize(
-    "inventory", ["inventory/lab", "inventory/vagrant", "inventory/vagrant-multi"]
-)
+STATIC = ["inventory/lab", "inventory/lab-multi", "inventory/vagrant", "inventory/vagrant-multi"]
+
+
+@pytest.mark.parametrize("inventory", STATIC)
 def test_every_group_has_hosts_and_the_wiring_renders(inventory: str) -> None:
     listing = json.loads(succeeded(venv_bin("ansible-inventory"), "-i", inventory, "--list"))
     for group in GROUPS:
@@ -71,6 +72,32 @@ def test_every_group_has_hosts_and_the_wiring_renders(inventory: str) -> None:
     control = listing["control"]["hosts"][0]
     uri = rendered(inventory, control, ["mlflow_backend_store_uri"])["mlflow_backend_store_uri"]
     assert uri.startswith("postgresql+psycopg://mlflow:")
+
+
+@pytest.mark.parametrize(
+    ("inventory", "host", "network"),
+    [
+        ("inventory/vagrant", "solar", "192.168.56.0/24"),
+        ("inventory/vagrant-multi", "solar-control", "192.168.56.0/24"),
+        ("inventory/lab-multi", "lab-control", "172.30.56.0/24"),
+    ],
+)
+def test_an_inventory_overrides_the_shared_wiring(inventory: str, host: str, network: str) -> None:
+    # The shared file sorts first in group_vars/all, so the inventory's own files win:
+    # the services listen on every address of the VM, Postgres admits the private network.
+    values = rendered(inventory, host, ["solar_listen_address", "postgres_hba_networks"])
+    assert values["solar_listen_address"] == "0.0.0.0"
+    assert network in values["postgres_hba_networks"]
+
+
+@pytest.mark.parametrize("inventory", STATIC)
+def test_the_deploy_key_works_from_the_control_hosts_only(inventory: str) -> None:
+    listing = json.loads(succeeded(venv_bin("ansible-inventory"), "-i", inventory, "--list"))
+    control = listing["control"]["hosts"][0]
+    address = rendered(inventory, control, ["solar_address"])["solar_address"]
+    for host in listing["lb"]["hosts"] + listing["model_servers"]["hosts"]:
+        allowed = rendered(inventory, host, ["deploy_access_from"])["deploy_access_from"]
+        assert sorted(allowed) == sorted({address, "127.0.0.1", "::1"}), (host, allowed)
 
 
 @pytest.mark.parametrize("layout", ["all-in-one", "multi"])
