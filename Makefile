@@ -63,13 +63,17 @@ lab-images: docker-engine install ## build the lab's images (base, lab host, HAP
 lab-archives: lab-images ## save the lab images as the archives the lab and Vagrant inventories load
 	$(RUN) ansible-playbook playbooks/lab-images.yml
 
+# The lab's inventory: inventory/lab (all-in-one) or inventory/lab-multi (five hosts).
+LAB_INVENTORY ?= inventory/lab
+export LAB_INVENTORY
+
 .PHONY: lab-up
-lab-up: lab-archives ## start the container lab's hosts (inventory/lab)
+lab-up: lab-archives ## start the container lab's hosts (LAB_INVENTORY, default inventory/lab)
 	scripts/lab.sh up
 
 .PHONY: lab-site
 lab-site: lab-up ## the whole platform on the lab: playbooks/site.yml (README, "Set up")
-	$(RUN) ansible-playbook playbooks/site.yml
+	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 
 .PHONY: lab-down
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)

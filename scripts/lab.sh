@@ -13,15 +13,16 @@
 # seccomp=unconfined, every capability but SYS_RESOURCE (which this machine withholds,
 # so --privileged fails), a named volume at /var/lib/docker (overlay2 for the inner
 # engine), and the ports of its `lab_published_ports` host variable, which must be bound
-# to 127.0.0.1.
+# to 127.0.0.1. The hosts share one Docker network, `lab_network` (default solar-lab),
+# created with the subnet `lab_subnet` when the inventory sets one; a host with `lab_ip`
+# gets that fixed address on it (inventory/lab-multi: the hosts reach each other there).
 #
-# Environment: LAB_INVENTORY (inventory/lab), LAB_NETWORK (solar-lab), LAB_BOOT_TIMEOUT (90 s),
-# ANSIBLE_INVENTORY_BIN (ansible-inventory from .venv, else from PATH).
+# Environment: LAB_INVENTORY (inventory/lab; e.g. inventory/lab-multi), LAB_BOOT_TIMEOUT
+# (90 s), ANSIBLE_INVENTORY_BIN (ansible-inventory from .venv, else from PATH).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 inventory="${LAB_INVENTORY:-$repo/inventory/lab}"
-network="${LAB_NETWORK:-solar-lab}"
 boot_timeout="${LAB_BOOT_TIMEOUT:-90}"
 label=org.solar-mlops.lab
 
@@ -51,19 +52,23 @@ ansible_inventory() {
     ANSIBLE_CONFIG="$repo/ansible.cfg" "$bin" -i "$inventory" --list
 }
 
-# One line per lab host: "<name> <image> <port> <port> ...", from the inventory.
+# From the inventory: a first line "<network> <subnet or ->", then one line per lab host:
+# "<name> <image> <fixed address or -> <port> <port> ...".
 lab_hosts() {
     ansible_inventory | python3 -c '
 import json, sys
 inv = json.load(sys.stdin)
 hostvars = inv.get("_meta", {}).get("hostvars", {})
-for name in inv.get("lab", {}).get("hosts", []):
+names = inv.get("lab", {}).get("hosts", [])
+first = hostvars.get(names[0], {}) if names else {}
+print(first.get("lab_network", "solar-lab"), first.get("lab_subnet") or "-")
+for name in names:
     hv = hostvars.get(name, {})
     ports = hv.get("lab_published_ports", [])
     for p in ports:
         if not str(p).startswith("127.0.0.1:"):
             sys.exit(f"{name}: lab_published_ports entry {p!r} is not bound to 127.0.0.1")
-    print(name, hv.get("lab_host_image", "solar-mlops/lab-host:bookworm"), *ports)
+    print(name, hv.get("lab_host_image", "solar-mlops/lab-host:bookworm"), hv.get("lab_ip") or "-", *ports)
 '
 }
 
@@ -76,9 +81,9 @@ label_of() { # container label
     [[ $value == "<no value>" ]] || printf '%s' "$value"
 }
 
-run_args() { # name image ports...
-    local name=$1 image=$2
-    shift 2
+run_args() { # name image address ports...
+    local name=$1 image=$2 address=$3
+    shift 3
     local args=(
         --detach --name "$name" --hostname "$name"
         --network "$network" --label "$label=host"
@@ -91,6 +96,7 @@ run_args() { # name image ports...
         --volume "$(volume_of "$name"):/var/lib/docker"
     )
     local cap port
+    [[ $address == - ]] || args+=(--ip "$address")
     for cap in "${capabilities[@]}"; do args+=(--cap-add "$cap"); done
     for port in "$@"; do args+=(--publish "$port"); done
     args+=("$image")
@@ -117,12 +123,15 @@ wait_booted() { # name
 
 cmd_up() {
     "$repo/scripts/lab-images.sh"
-    docker network inspect "$network" >/dev/null 2>&1 ||
-        docker network create --label "$label=network" "$network" >/dev/null
-    local name image ports spec current started
-    while read -r -u 3 name image ports; do
+    if ! docker network inspect "$network" >/dev/null 2>&1; then
+        local subnet_args=()
+        [[ $subnet == - ]] || subnet_args=(--subnet "$subnet")
+        docker network create --label "$label=network" "${subnet_args[@]}" "$network" >/dev/null
+    fi
+    local name image address ports spec current started
+    while read -r -u 3 name image address ports; do
         # shellcheck disable=SC2086 # ports are words
-        mapfile -t spec < <(run_args "$name" "$image" $ports)
+        mapfile -t spec < <(run_args "$name" "$image" "$address" $ports)
         # The container carries a digest of the options it was created with, so a changed
         # inventory (new port) is noticed instead of silently ignored.
         local digest
@@ -174,7 +183,7 @@ cmd_down() {
 
 cmd_status() {
     local name state systemd ports
-    printf '%-10s %-10s %-10s %s\n' HOST CONTAINER SYSTEMD PORTS
+    printf '%-12s %-10s %-10s %s\n' HOST CONTAINER SYSTEMD PORTS
     while read -r -u 3 name _; do
         state="$(docker inspect -f '{{.State.Status}}' "$name" 2>/dev/null)" || state=absent
         systemd=-
@@ -184,14 +193,16 @@ cmd_status() {
             # "80/tcp -> 127.0.0.1:8080" becomes "127.0.0.1:8080->80"
             ports="$(docker port "$name" | awk '{ sub("/tcp", "", $1); print $3 "->" $1 }' | sort -t: -k2 -n | paste -sd' ' -)"
         fi
-        printf '%-10s %-10s %-10s %s\n' "$name" "$state" "${systemd:--}" "${ports:--}"
+        printf '%-12s %-10s %-10s %s\n' "$name" "$state" "${systemd:--}" "${ports:--}"
     done 3<<<"$hosts"
 }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (scripts/start-dockerd.sh starts one)"
 # Read once, before anything changes: a bad inventory stops the script here. The loops
 # read it on fd 3, so no command inside them can swallow the list.
-hosts="$(lab_hosts)"
+lab="$(lab_hosts)"
+read -r network subnet <<<"$(head -n1 <<<"$lab")"
+hosts="$(tail -n +2 <<<"$lab")"
 [[ -n $hosts ]] || die "no hosts in the 'lab' group of $inventory"
 case "${1:-}" in
     up) cmd_up ;;
