@@ -25,10 +25,10 @@ from solar_mlops.site import Site
 STEP = GRID
 # Faults by name: what each does, and the column of the traffic it changes.
 FAULTS = {
-    "irradiance-low": ("ghi sent to /predict scaled by FACTOR (a sensor reading low)", "ghi"),
-    "inverter-cap": ("measured power clipped at FACTOR x the plant's capacity", "measured_w"),
+    "irradiance-low": ("ghi sent to /predict scaled by {factor:g} (a sensor reading low)", "ghi"),
+    "inverter-cap": ("measured power clipped at {factor:g} x the plant's capacity", "measured_w"),
 }
-FAULT_SYNTAX = "KIND:FACTOR[@START], e.g. irradiance-low:0.8@2013-05-04"
+FAULT_SYNTAX = "KIND:FACTOR or KIND:FACTOR@START, e.g. irradiance-low:0.8@2013-05-04"
 # Statuses worth another attempt: HAProxy with no server up (503), a gateway's 502/504,
 # and /actuals' 503 when the store is down ("nothing was stored, retry").
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -53,12 +53,17 @@ class Fault:
         since = "" if self.start is None else f"@{self.start.isoformat()}"
         return f"{self.kind}:{self.factor:g}{since}"
 
+    def describe(self) -> str:
+        since = "the first step" if self.start is None else str(self.start)
+        return FAULTS[self.kind][0].format(factor=self.factor) + f", from {since}"
+
 
 def parse_fault(text: str, site: Site | None = None) -> Fault:
-    """A fault from ``KIND:FACTOR[@START]``; START is a date or date-time in site time."""
+    """A fault from ``KIND:FACTOR`` or ``KIND:FACTOR@START`` (START: a date or date-time,
+    in site time when it has no offset)."""
     site = site or Site()
     spec, _, start_text = text.strip().partition("@")
-    kind, sep, factor_text = spec.partition(":")
+    kind, _, factor_text = spec.partition(":")
     if kind not in FAULTS:
         raise ReplayError(
             f"unknown fault '{kind}' in '{text}': expected one of {', '.join(FAULTS)} "
@@ -70,7 +75,7 @@ def parse_fault(text: str, site: Site | None = None) -> Fault:
         raise ReplayError(
             f"fault '{text}' needs a numeric FACTOR after '{kind}:' ({FAULT_SYNTAX})"
         ) from None
-    if not sep or not 0 < factor <= 1:
+    if not 0 < factor <= 1:
         raise ReplayError(f"fault '{text}': FACTOR must lie in (0, 1], got {factor_text!r}")
     start = None
     if start_text:
@@ -108,6 +113,8 @@ def load_traffic(
 ) -> pd.DataFrame:
     """The traffic of ``window`` from the measured data, checked against the data's span."""
     site = site or Site()
+    if pd.Timestamp(window.end) < pd.Timestamp(window.start):
+        raise ReplayError(f"the replay window {window} ends before it starts")
     frame = load_dataset(site)
     inside = frame[window.mask(pd.DatetimeIndex(frame.index))]
     if inside.empty:
