@@ -142,7 +142,7 @@ def test_paced_clock_maps_simulated_time_onto_wall_time() -> None:
     wall.now += 5  # a slow service: behind schedule, the clock does not wait
     clock.wait_until(start + pd.Timedelta("45min"))
     assert wall.slept == [1.0, 0.75]
-    # Lateness is not made up: the schedule stays anchored to the start.
+    # The schedule stays anchored to the start: back on it, the clock waits again.
     clock.wait_until(start + pd.Timedelta("120min"))
     assert wall.slept == [1.0, 0.75, 1.0] and wall.now == 108
 

@@ -23,10 +23,10 @@ from solar_mlops.errors import SolarMLOpsError
 from solar_mlops.site import Site
 
 STEP = GRID
-# Faults by name: what each does, and the column of the traffic it changes.
+# Faults by name, with what each does to the traffic.
 FAULTS = {
-    "irradiance-low": ("ghi sent to /predict scaled by {factor:g} (a sensor reading low)", "ghi"),
-    "inverter-cap": ("measured power clipped at {factor:g} x the plant's capacity", "measured_w"),
+    "irradiance-low": "ghi sent to /predict scaled by {factor:g} (a sensor reading low)",
+    "inverter-cap": "measured power clipped at {factor:g} x the plant's capacity",
 }
 FAULT_SYNTAX = "KIND:FACTOR or KIND:FACTOR@START, e.g. irradiance-low:0.8@2013-05-04"
 # Statuses worth another attempt: HAProxy with no server up (503), a gateway's 502/504,
@@ -55,7 +55,7 @@ class Fault:
 
     def describe(self) -> str:
         since = "the first step" if self.start is None else str(self.start)
-        return FAULTS[self.kind][0].format(factor=self.factor) + f", from {since}"
+        return FAULTS[self.kind].format(factor=self.factor) + f", from {since}"
 
 
 def parse_fault(text: str, site: Site | None = None) -> Fault:
@@ -98,13 +98,11 @@ def traffic(frame: pd.DataFrame, faults: Iterable[Fault], site: Site | None = No
     sent["measured_w"] = frame[TARGET]
     for fault in faults:
         active = sent.index >= fault.start if fault.start is not None else slice(None)
-        column = FAULTS[fault.kind][1]
         if fault.kind == "irradiance-low":
-            sent.loc[active, column] *= fault.factor
+            sent.loc[active, "ghi"] *= fault.factor
         else:
-            sent.loc[active, column] = sent.loc[active, column].clip(
-                upper=fault.factor * site.capacity_w
-            )
+            limit = fault.factor * site.capacity_w
+            sent.loc[active, "measured_w"] = sent.loc[active, "measured_w"].clip(upper=limit)
     return sent
 
 
@@ -149,7 +147,8 @@ class Clock(Protocol):
 class PacedClock:
     """Simulated time mapped onto wall time at ``speed`` simulated seconds per real second
     (900: 15 minutes a second); speed 0 never waits. The first moment asked for starts
-    the clock. Falling behind (a slow service) is not made up by hurrying later."""
+    the clock. The schedule stays anchored to it: after falling behind (a slow service)
+    the replay does not wait until it is back on schedule."""
 
     def __init__(
         self,
@@ -213,7 +212,7 @@ class ServiceClient:
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
-        self.has_key = api_key is not None
+        self.has_key = bool(api_key)
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
         self.requests = 0
