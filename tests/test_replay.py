@@ -13,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 from postgres import PostgresServer
 from servers import free_port, gunicorn_server, venv_bin
+from typer.testing import CliRunner
 
+from solar_mlops.cli import app
 from solar_mlops.data import TimeWindow
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.replay import (
@@ -65,6 +67,21 @@ def test_fault_specs_parse_with_and_without_a_start() -> None:
 def test_bad_fault_specs_say_what_is_wrong(spec: str, reason: str) -> None:
     with pytest.raises(ReplayError, match=reason):
         parse_fault(spec)
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--fault", "irradiance-low:1.2@2013-05-04"], "Invalid value for --fault"),
+        (["--start", "2013-02-30"], "Invalid value for --start: expected a date"),
+        (["--actuals-delay", "a day"], "expected a duration such as 24h"),
+        (["--speed", "-1"], "Invalid value for '--speed'"),
+    ],
+)
+def test_bad_options_exit_2_before_anything_is_sent(args: list[str], reason: str) -> None:
+    result = CliRunner().invoke(app, ["replay", "--url", "http://127.0.0.1:9", *args])
+    assert result.exit_code == 2
+    assert reason in " ".join(result.output.replace("│", " ").split())
 
 
 # --- the traffic -------------------------------------------------------------------------
@@ -163,7 +180,7 @@ def test_speed_zero_never_waits_and_negative_speed_is_refused() -> None:
 @pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory, embedded_registry: tuple[str, TrainOutcome]
-) -> Iterator[tuple[str, sa.Engine]]:
+) -> Iterator[tuple[str, sa.Engine, PostgresServer]]:
     """The service under gunicorn with its prediction store on a real PostgreSQL."""
     root = tmp_path_factory.mktemp("replay")
     uri, _ = embedded_registry
@@ -176,7 +193,7 @@ def service(
         }
         engine = store.connect(pg.url)
         with gunicorn_server(root, env) as url:
-            yield url, engine
+            yield url, engine, pg
         engine.dispose()
 
 
@@ -205,9 +222,9 @@ def solar(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.integration
 def test_replay_into_the_service_stores_every_step_with_late_truth_and_faults(
-    service: tuple[str, sa.Engine], tmp_path: Path
+    service: tuple[str, sa.Engine, PostgresServer], tmp_path: Path
 ) -> None:
-    url, engine = service
+    url, engine, _ = service
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     low, cap = "irradiance-low:0.8@2013-05-02T12:00", "inverter-cap:0.7@2013-05-03"
@@ -259,9 +276,9 @@ def test_replay_into_the_service_stores_every_step_with_late_truth_and_faults(
 
 @pytest.mark.integration
 def test_a_wrong_key_ends_the_replay_with_the_services_words_and_no_retry(
-    service: tuple[str, sa.Engine],
+    service: tuple[str, sa.Engine, PostgresServer],
 ) -> None:
-    url, _ = service
+    url, _, _ = service
     sent = load_traffic(TimeWindow("2013-07-01", "2013-07-01"), [])
     client = ServiceClient(url, "not-the-key", retries=3)
     replayer = Replayer(client, PacedClock(0), batch=8, delay=pd.Timedelta(0))
@@ -276,14 +293,27 @@ def test_a_wrong_key_ends_the_replay_with_the_services_words_and_no_retry(
 
 
 @pytest.mark.integration
-def test_cli_errors_name_the_cause() -> None:
+def test_a_store_outage_is_retried_then_counted_and_the_replay_goes_on(
+    service: tuple[str, sa.Engine, PostgresServer],
+) -> None:
+    url, _, pg = service
+    sent = load_traffic(TimeWindow("2013-08-01", "2013-08-01"), [])
+    client = ServiceClient(url, KEY, retries=2, backoff_s=(0.05,))
+    replayer = Replayer(client, PacedClock(0), batch=12, delay=pd.Timedelta(0))
+    with pg.stopped():  # /predict still answers; /actuals says 503, nothing stored
+        summary = replayer.run(sent)
+    client.close()
+    # Four batches; each one's truth is posted before the next and at the end.
+    assert summary.predictions == 48 and summary.actuals == 0
+    assert summary.failures == {"503": 4} and summary.retries == 4 * 2
+    assert summary.requests == 1 + 4 + 4  # readiness, predictions, actuals
+
+
+@pytest.mark.integration
+def test_an_unreachable_service_is_named_with_the_cause() -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = solar("--url", dead, "--start", "2013-05-01", "--end", "2013-05-01", "--speed", "0",
                  "--retries", "1")  # fmt: skip
     assert done.returncode == 2
     assert f"cannot reach {dead}/health/ready" in done.stdout
     assert "Connection refused" in done.stdout and "(after 2 attempts)" in done.stdout
-
-    done = solar("--fault", "irradiance-low:1.2@2013-05-04")
-    assert done.returncode == 2
-    assert "Invalid value for --fault" in done.stderr and "(0, 1]" in done.stderr
