@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from postgres import PostgresServer
@@ -352,3 +353,69 @@ def test_upsert_actuals_repeated_time_in_one_call_keeps_the_last(engine: Engine)
     assert [(t, w) for t, w, _ in stored_actuals(engine)] == [
         (datetime(2024, 6, 21, 19, 0), 1510.0)
     ]
+
+
+# --- the recent window (the drift monitor's input) ---------------------------------------
+
+
+def window_rows(times: Sequence[datetime], served_at: datetime, version: str) -> list[dict]:
+    return [
+        {**row, "time": t, "served_at": served_at, "model_version": version}
+        for row, t in zip(prediction_rows(len(times)), times, strict=True)
+    ]
+
+
+def test_recent_window_joins_actuals_and_keeps_the_latest_prediction(engine: Engine) -> None:
+    noon = datetime(2013, 5, 2, 12, 0, tzinfo=SITE_TZ)
+    times = [noon + timedelta(minutes=30 * i) for i in range(6)]
+    first = window_rows(times, SERVED_AT, "7")
+    # Times 2 and 3 predicted again, later, by another version: the later answer wins.
+    again = [{**row, "predicted_w": row["predicted_w"] + 100} for row in first[2:4]]
+    again = [{**row, "served_at": SERVED_AT + timedelta(hours=1), "model_version": "8"}
+             for row in again]  # fmt: skip
+    store.write_predictions(engine, first[:3])
+    store.write_predictions(engine, again)
+    store.write_predictions(engine, first[3:])  # an older answer written last still loses
+    store.upsert_actuals(engine, [(times[1], 1500.0), (times[3], 1700.0)])
+    store.upsert_actuals(engine, [(noon - timedelta(hours=1), 900.0)])  # no prediction
+
+    # [start, end): times[1] .. times[4]; the bounds given in another zone.
+    window = store.recent_window(engine, times[1].astimezone(UTC), times[5])
+
+    assert list(window.columns) == list(store.WINDOW_COLUMNS)
+    assert isinstance(window.index, pd.DatetimeIndex) and str(window.index.tz) == "UTC"
+    assert list(window.index) == [t.astimezone(UTC) for t in times[1:5]]
+    assert window["predicted_w"].tolist() == [
+        first[1]["predicted_w"], again[0]["predicted_w"], again[1]["predicted_w"],
+        first[4]["predicted_w"],
+    ]  # fmt: skip
+    assert window["model_version"].tolist() == ["7", "8", "8", "7"]
+    assert window["ghi"].tolist() == [r["ghi"] for r in first[1:5]]
+    assert window["temp_air"].tolist() == [r["temp_air"] for r in first[1:5]]
+    measured = window["measured_w"]
+    assert measured.dtype == "float64"
+    assert measured.iloc[[0, 2]].tolist() == [1500.0, 1700.0]
+    assert measured.iloc[[1, 3]].isna().all()
+    assert (window["colour"] == "blue").all()
+
+
+def test_recent_window_of_an_empty_store_is_an_empty_frame(engine: Engine) -> None:
+    window = store.recent_window(
+        engine, datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 2, tzinfo=UTC)
+    )
+    assert window.empty and list(window.columns) == list(store.WINDOW_COLUMNS)
+    assert isinstance(window.index, pd.DatetimeIndex) and str(window.index.tz) == "UTC"
+
+
+def test_recent_window_refuses_naive_bounds(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="tz-aware"):
+        store.recent_window(engine, datetime(2013, 5, 1), datetime(2013, 5, 2, tzinfo=UTC))
+
+
+@pytest.mark.integration
+def test_recent_window_names_the_store_when_it_is_down(
+    pg: PostgresServer, pg_engine: Engine
+) -> None:
+    start = datetime(2013, 5, 1, tzinfo=UTC)
+    with pg.stopped(), pytest.raises(store.StoreError, match="cannot read the prediction store"):
+        store.recent_window(pg_engine, start, start + timedelta(days=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
@@ -136,6 +137,71 @@ def models_command() -> None:
             pd.Timestamp(version.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
         )
     console.print(table)
+
+
+@app.command("replay")
+def replay_command(
+    url: Annotated[str, typer.Option(help="the service, or HAProxy in front of it")] = (
+        "http://127.0.0.1:8080"
+    ),
+    start: Annotated[str, typer.Option(help="first day replayed (site time)")] = "2013-01-01",
+    end: Annotated[str, typer.Option(help="last day replayed, included")] = "2013-12-31",
+    speed: Annotated[
+        float, typer.Option(min=0, help="simulated seconds per real second; 0 = no waiting")
+    ] = 900.0,
+    batch: Annotated[int, typer.Option(min=1, help="30-minute steps per /predict request")] = 4,
+    actuals_delay: Annotated[
+        str, typer.Option(help="simulated time until a step's measured power is posted")
+    ] = "24h",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND:FACTOR or KIND:FACTOR@START (site time), repeatable; KIND is "
+            "irradiance-low or inverter-cap, FACTOR in (0, 1]"
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option(help="file with the /actuals key; without it, no actuals")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per HTTP request")] = 10.0,
+    retries: Annotated[int, typer.Option(min=0, help="retries on connection errors, 502-504")] = 3,
+) -> None:
+    """Replay the measured weather as live /predict traffic, and the measured power as
+    late ground truth (/actuals), with optional faults. Exit code 1 if requests failed."""
+    from solar_mlops import replay
+
+    for option, text in (("--start", start), ("--end", end)):
+        try:
+            pd.Timestamp(text)
+        except ValueError:
+            raise typer.BadParameter(f"expected a date, got '{text}'", param_hint=option) from None
+    window = TimeWindow(start, end)
+    try:
+        faults = [replay.parse_fault(text) for text in fault or []]
+    except replay.ReplayError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        delay = pd.Timedelta(actuals_delay)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a duration such as 24h or 90min, got '{actuals_delay}'",
+            param_hint="--actuals-delay",
+        ) from None
+    key = replay.read_api_key(api_key_file) if api_key_file else None
+    progress = _progress(time.monotonic())
+    sent = replay.load_traffic(window, faults)
+    for item in faults:
+        progress(f"fault {item.kind}: {item.describe()}")
+    client = replay.ServiceClient(url, key, timeout_s=timeout, retries=retries)
+    replayer = replay.Replayer(client, replay.PacedClock(speed), batch, delay, progress)
+    try:
+        summary = replayer.run(sent)
+    finally:
+        client.close()
+        for line in replayer.summary.lines():
+            console.print(line)
+    if summary.failures:
+        raise typer.Exit(code=1)
 
 
 def _print_comparison(frame: pd.DataFrame, title: str) -> None:

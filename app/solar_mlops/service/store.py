@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+
+from solar_mlops.errors import SolarMLOpsError
 
 metadata = sa.MetaData()
 
@@ -101,3 +104,64 @@ def upsert_actuals(engine: Engine, rows: Sequence[tuple[datetime, float]]) -> in
     with engine.begin() as connection:
         connection.execute(statement, values)
     return len(values)
+
+
+class StoreError(SolarMLOpsError):
+    """The prediction store cannot be read."""
+
+
+WINDOW_COLUMNS = ("ghi", "temp_air", "predicted_w", "measured_w", "model_version", "colour")
+
+
+def recent_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
+    """What was predicted for the times in ``[start, end)``, with the ground truth so far.
+
+    The contract (the drift monitor's input):
+
+    - one row per predicted time ``t`` with ``start <= t < end`` (the time the forecast is
+      for, not when it was served); times with actuals but no prediction are left out;
+    - indexed by ``time``: a tz-aware ``DatetimeIndex`` in UTC, ascending, unique;
+    - columns ``WINDOW_COLUMNS``: ``ghi`` and ``temp_air`` as the client sent them (W/m2,
+      degC), ``predicted_w`` (W), ``measured_w`` (W, NaN while no actual has arrived for
+      that time), ``model_version`` and ``colour`` of the service that answered; the
+      numbers are float64;
+    - a time predicted more than once (a client repeating a forecast, a retried request)
+      keeps its latest prediction, by the time it was served;
+    - an empty window is an empty frame with the same index type and columns.
+
+    ``start`` and ``end`` must be tz-aware. Raises ``StoreError`` when the store cannot be
+    reached or read.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("recent_window needs tz-aware start and end")
+    p = predictions
+    latest_first = sa.func.row_number().over(
+        partition_by=p.c.time, order_by=(p.c.served_at.desc(), p.c.id.desc())
+    )
+    served = [p.c[name] for name in WINDOW_COLUMNS if name != "measured_w"]
+    ranked = (
+        sa.select(p.c.time, *served, latest_first.label("rank"))
+        .where(p.c.time >= start.astimezone(UTC), p.c.time < end.astimezone(UTC))
+        .subquery()
+    )
+    columns = [ranked.c[n] if n in ranked.c else actuals.c[n] for n in WINDOW_COLUMNS]
+    query = (
+        sa.select(ranked.c.time, *columns)
+        .select_from(ranked.outerjoin(actuals, actuals.c.time == ranked.c.time))
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.time)
+    )
+    try:
+        _ensure_schema(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+    except sa.exc.SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL
+        raise StoreError(f"cannot read the prediction store at {where}: {cause}") from exc
+    frame = pd.DataFrame(rows, columns=["time", *WINDOW_COLUMNS])
+    # SQLite hands back naive UTC wall times, PostgreSQL instants in the session's zone.
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time"), utc=True), name="time")
+    numeric = ["ghi", "temp_air", "predicted_w", "measured_w"]
+    frame[numeric] = frame[numeric].astype("float64")
+    return frame
