@@ -99,6 +99,7 @@ def main() -> None:
               f"{r.peak_ratio:5.2f}  {cells}  {alarm}")  # fmt: skip
     false_data = sum(r.data_drift for r in clean)
     false_perf = sum(r.performance_drift for r in clean)
+    false_windows = sum(r.drift for r in clean)
     for start, r in zip(starts, clean, strict=True):
         if r.drift:
             print(f"  alarm {start.date()}: {r.reason}")
@@ -130,7 +131,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
 
     print(f"\nfalse alarms over {len(starts)} normal windows: data {false_data}, "
-          f"performance {false_perf}")  # fmt: skip
+          f"performance {false_perf}, windows with any alarm {false_windows}")  # fmt: skip
     for kind, latencies in detected.items():
         within = sum(1 for x in latencies if x is not None and x <= MAX_WINDOWS_TO_DETECT)
         print(f"{kind}: detected within {MAX_WINDOWS_TO_DETECT} windows from {within} of "
@@ -138,8 +139,7 @@ def main() -> None:
     print(f"monitor on 30 days of 15-minute data ({len(live)} rows, {timed.day_rows} daytime): "
           f"{seconds:.2f} s")  # fmt: skip
     checks = {
-        f"false alarms (data + performance) <= {MAX_FALSE_ALARMS}": false_data + false_perf
-        <= MAX_FALSE_ALARMS,
+        f"windows with a false alarm <= {MAX_FALSE_ALARMS}": false_windows <= MAX_FALSE_ALARMS,
         **{
             f"{kind} detected within {MAX_WINDOWS_TO_DETECT} windows from every start": all(
                 x is not None and x <= MAX_WINDOWS_TO_DETECT for x in latencies
