@@ -113,3 +113,16 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def pushgateway(root: Path) -> Iterator[str]:
+    """Debian's Prometheus Pushgateway on 127.0.0.1, metrics kept in memory only."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        "prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",
+    ]  # fmt: skip
+    with running(command, f"{url}/-/ready", root / "pushgateway.log", timeout=30):
+        yield url

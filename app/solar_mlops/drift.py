@@ -1,0 +1,365 @@
+"""Drift that understands sunlight: is the live traffic still the plant the model knows?
+
+Pure functions over DataFrames shaped like the prediction store (a timezone-aware
+index; columns ghi, temp_air, predicted_w and measured_w, NaN until the actual
+arrives). Two questions, each answered only on daytime rows (sun above
+``min_elevation_deg``); night rows are counted and never judged:
+
+- data drift: do season-free ratios (clear-sky index, the model against physics, the
+  meter against physics) look like the same weeks of the training years? Evidently
+  computes one drift score per ratio.
+- performance drift: once actuals exist, is the window's nRMSE within a tolerance of
+  what the backtest promised, and does the plant still deliver what the model expects
+  when it expects high output?
+
+Too few rows is "not enough data", never an alarm. The thresholds and why they are
+what they are: docs/drift.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from evidently import Report
+from evidently.metrics import ValueDrift
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from solar_mlops.errors import DataValidationError
+from solar_mlops.features import FeatureBuilder
+from solar_mlops.metrics import nrmse
+from solar_mlops.predictor import PowerModel
+from solar_mlops.site import Site
+
+COLUMNS = ("ghi", "temp_air", "predicted_w", "measured_w")
+PUSH_JOB = "solar_mlops_drift"
+# Evidently's method for every ratio: Wasserstein distance over the reference's
+# standard deviation, so one threshold reads the same for every ratio.
+DRIFT_METHOD = "wasserstein"
+
+
+class DriftInputError(DataValidationError, ValueError):
+    """A frame handed to the drift monitor cannot be judged: says what to fix."""
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """The monitor's knobs; defaults chosen by bench/drift_detection.py (docs/drift.md)."""
+
+    # One monitoring window: a week holds sunny and cloudy days in most seasons.
+    window: pd.Timedelta = field(default_factory=lambda: pd.Timedelta(days=7))
+    # Below a few degrees the clear-sky ratios are noise (horizon, refraction, shade).
+    min_elevation_deg: float = 5.0
+    # Season-matched reference: training rows within this many days of year of the window.
+    season_days: int = 14
+    # Rows the meter-versus-physics ratio uses: clear enough for physics to be tight.
+    min_clearsky_index: float = 0.6
+    # Below this many rows a distribution or an error is noise, not evidence.
+    min_day_rows: int = 40
+    min_actual_rows: int = 40
+    min_peak_rows: int = 20
+    # Per-ratio drift thresholds on the normed Wasserstein distance.
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: {
+            "clearsky_index": 1.5,
+            "temp_air": 2.0,
+            "predicted_to_physical": 1.0,
+            "measured_to_physical": 0.6,
+        }
+    )
+    # Performance: the window's nRMSE may exceed the promise by this factor.
+    nrmse_tolerance: float = 2.1
+    # Rows where the model expects at least this share of capacity: where a capped or
+    # degraded plant shows first.
+    peak_share: float = 0.6
+    # Alarm when the plant delivers less than this share of the model's peak forecast.
+    min_peak_ratio: float = 0.92
+
+
+@dataclass
+class DriftResult:
+    """What one monitoring run found: figures for Prometheus, words for an operator."""
+
+    window_start: pd.Timestamp | None
+    window_end: pd.Timestamp | None
+    day_rows: int
+    night_rows: int
+    actual_rows: int
+    scores: dict[str, float]
+    drifted: list[str]
+    data_drift: bool
+    nrmse: float
+    peak_ratio: float
+    performance_drift: bool
+    reason: str
+    report_html: str = field(repr=False, default="")
+
+    @property
+    def drift(self) -> bool:
+        return self.data_drift or self.performance_drift
+
+
+def training_reference(frame: pd.DataFrame, model: PowerModel) -> pd.DataFrame:
+    """The training years in the store's shape: weather, the model's forecast of it and
+    the measured power (``frame``: rows of ``data.load_dataset``, e.g. 2011-2012)."""
+    builder = FeatureBuilder(model.site)
+    features = builder.build(frame[["ghi", "temp_air"]])
+    return pd.DataFrame(
+        {
+            "ghi": frame["ghi"],
+            "temp_air": frame["temp_air"],
+            "predicted_w": model.predict(features),
+            "measured_w": frame["ac_power"],
+        },
+        index=frame.index,
+    )
+
+
+def monitoring_features(
+    frame: pd.DataFrame, builder: FeatureBuilder, config: DriftConfig
+) -> pd.DataFrame:
+    """Per-row ratios the drift tests compare, and whether the row is daytime.
+
+    Each ratio is free of the season by construction: the sun's height is divided out.
+    """
+    site = builder.site
+    features = builder.build(frame[["ghi", "temp_air"]])
+    physical_w = site.capacity_w * features["pvwatts_ac_pu"]
+    # Where physics expects almost nothing, a ratio to it is noise.
+    lit = physical_w > 0.05 * site.capacity_w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_physical = (frame[["predicted_w", "measured_w"]].T / physical_w).T.where(lit, axis=0)
+    clear = features["clearsky_index"] >= config.min_clearsky_index
+    return pd.DataFrame(
+        {
+            "daytime": features["solar_elevation"] >= config.min_elevation_deg,
+            "clearsky_index": features["clearsky_index"],
+            "temp_air": frame["temp_air"],
+            "predicted_to_physical": to_physical["predicted_w"],
+            # The irradiance sensor against the power meter, where the sky is clear.
+            "measured_to_physical": to_physical["measured_w"].where(clear),
+        },
+        index=frame.index,
+    )
+
+
+def season_matched(reference: pd.DataFrame, window: pd.DatetimeIndex, days: int) -> pd.DataFrame:
+    """Reference rows within ``days`` days of year of the window, in any year."""
+    doy = pd.DatetimeIndex(reference.index).dayofyear.to_numpy()
+    wanted = np.unique(pd.DatetimeIndex(window).dayofyear.to_numpy())
+    # Circular distance in days of year, so a window in early January matches December.
+    gap = np.abs(doy[:, None] - wanted[None, :])
+    gap = np.minimum(gap, 366 - gap).min(axis=1)
+    return reference[gap <= days]
+
+
+def monitor(
+    recent: pd.DataFrame,
+    reference: pd.DataFrame,
+    promised_nrmse: float,
+    site: Site | None = None,
+    config: DriftConfig | None = None,
+    builder: FeatureBuilder | None = None,
+) -> DriftResult:
+    """Judge a window of live traffic (``recent``) against the training years
+    (``reference``, the store's shape too, e.g. from ``training_reference``).
+
+    ``promised_nrmse`` is the backtest's nRMSE (a fraction of capacity).
+    """
+    config = config or DriftConfig()
+    builder = builder or FeatureBuilder(site or Site())
+    site = builder.site
+    validate(recent, "recent window")
+    validate(reference, "reference")
+    if not np.isfinite(promised_nrmse) or promised_nrmse <= 0:
+        raise DriftInputError(f"promised nRMSE must be a positive fraction, got {promised_nrmse}")
+
+    current = monitoring_features(recent, builder, config)
+    day = current[current["daytime"]]
+    matched = season_matched(reference, pd.DatetimeIndex(recent.index), config.season_days)
+    past = monitoring_features(matched, builder, config)
+    past = past[past["daytime"]]
+
+    scores, drifted, html, data_note = _data_drift(day, past, config)
+    performance = _performance(recent.loc[day.index], site, promised_nrmse, config)
+    index = pd.DatetimeIndex(recent.index)
+    return DriftResult(
+        window_start=index.min(),
+        window_end=index.max(),
+        day_rows=len(day),
+        night_rows=len(current) - len(day),
+        actual_rows=performance.rows,
+        scores=scores,
+        drifted=drifted,
+        data_drift=bool(drifted),
+        nrmse=performance.nrmse,
+        peak_ratio=performance.peak_ratio,
+        performance_drift=performance.drift,
+        reason=f"{data_note}; {performance.note}",
+        report_html=html,
+    )
+
+
+def _data_drift(
+    day: pd.DataFrame, past: pd.DataFrame, config: DriftConfig
+) -> tuple[dict[str, float], list[str], str, str]:
+    """Evidently's score for every ratio with enough rows on both sides."""
+    columns = [
+        c
+        for c in config.thresholds
+        if day[c].notna().sum() >= config.min_day_rows
+        and past[c].notna().sum() >= config.min_day_rows
+    ]
+    if len(day) < config.min_day_rows:
+        return (
+            {},
+            [],
+            "",
+            (
+                f"data drift: not enough data ({len(day)} daytime rows, "
+                f"{config.min_day_rows} needed)"
+            ),
+        )
+    if not columns:
+        return {}, [], "", "data drift: not enough data (no ratio has enough rows)"
+    metrics = [
+        ValueDrift(column=c, method=DRIFT_METHOD, threshold=config.thresholds[c]) for c in columns
+    ]
+    # Plain row numbers: Evidently has no use for the time index and warns about it.
+    snapshot = Report(metrics).run(
+        day[columns].reset_index(drop=True), past[columns].reset_index(drop=True)
+    )
+    values = [m["value"] for m in snapshot.dict()["metrics"]]
+    scores = {c: float(v) for c, v in zip(columns, values, strict=True)}
+    drifted = [c for c in columns if scores[c] >= config.thresholds[c]]
+    skipped = sorted(set(config.thresholds) - set(columns))
+    note = (
+        "data drift in "
+        + ", ".join(f"{c} ({scores[c]:.2f} >= {config.thresholds[c]})" for c in drifted)
+        if drifted
+        else "no data drift"
+    )
+    if skipped:
+        note += f" (not enough rows for {', '.join(skipped)})"
+    return scores, drifted, snapshot.get_html_str(as_iframe=False), note
+
+
+@dataclass(frozen=True)
+class _Performance:
+    rows: int
+    nrmse: float
+    peak_ratio: float
+    drift: bool
+    note: str
+
+
+def _performance(
+    day: pd.DataFrame, site: Site, promised: float, config: DriftConfig
+) -> _Performance:
+    known = day[day["measured_w"].notna()]
+    if len(known) < config.min_actual_rows:
+        return _Performance(
+            len(known), float("nan"), float("nan"), False,
+            f"performance: not enough data ({len(known)} daytime rows with actuals, "
+            f"{config.min_actual_rows} needed)",
+        )  # fmt: skip
+    error = nrmse(known["predicted_w"], known["measured_w"], site.capacity_w)
+    limit = promised * config.nrmse_tolerance
+    peak = known[known["predicted_w"] >= config.peak_share * site.capacity_w]
+    peak_ratio = (
+        float((peak["measured_w"] / peak["predicted_w"]).median())
+        if len(peak) >= config.min_peak_rows
+        else float("nan")
+    )
+    problems = []
+    if error > limit:
+        problems.append(f"nRMSE {error:.1%} above {limit:.1%} (promised {promised:.1%})")
+    if peak_ratio < config.min_peak_ratio:
+        problems.append(
+            f"the plant delivers {peak_ratio:.0%} of the forecast where the model expects "
+            f">= {config.peak_share:.0%} of capacity (alarm below {config.min_peak_ratio:.0%})"
+        )
+    note = (
+        "performance drift: " + "; ".join(problems)
+        if problems
+        else f"no performance drift (nRMSE {error:.1%}, limit {limit:.1%})"
+    )
+    return _Performance(len(known), error, peak_ratio, bool(problems), note)
+
+
+def validate(frame: pd.DataFrame, what: str) -> None:
+    """Raise ``DriftInputError`` naming what is wrong with a store-shaped frame."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DriftInputError(f"{what} must be a DataFrame, got {type(frame).__name__}")
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise DriftInputError(
+            f"{what} lacks column(s) {missing}; it needs {list(COLUMNS)} "
+            f"(measured_w may be NaN), has {list(frame.columns)}"
+        )
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise DriftInputError(f"{what} must be indexed by time, got {type(frame.index).__name__}")
+    if frame.index.tz is None:
+        raise DriftInputError(
+            f"{what} has naive timestamps: localise them (the store keeps UTC), "
+            "e.g. frame.tz_localize('UTC')"
+        )
+    if frame.empty:
+        raise DriftInputError(f"{what} has no rows")
+    if frame.index.has_duplicates:
+        raise DriftInputError(f"{what} has repeated timestamps")
+
+
+def push_metrics(
+    result: DriftResult, gateway: str, model_version: str, job: str = PUSH_JOB
+) -> None:
+    """Push the run's figures to a Prometheus Pushgateway (``host:port`` or URL).
+
+    NaN stands for "not enough data": Prometheus keeps it, and alert rules skip it.
+    """
+    registry = CollectorRegistry()
+    labels = ["model_version"]
+    gauges: dict[str, Gauge] = {}
+
+    def gauge(name: str, doc: str, value: float, extra: dict[str, str] | None = None) -> None:
+        names = labels + sorted(extra or {})
+        metric = gauges.get(name) or Gauge(name, doc, names, registry=registry)
+        gauges[name] = metric
+        metric.labels(model_version=model_version, **(extra or {})).set(value)
+
+    gauge(
+        "solar_drift_data_drift",
+        "1 when any ratio drifted from the training years",
+        result.data_drift,
+    )
+    gauge(
+        "solar_drift_performance_drift",
+        "1 when the window's error broke its promise",
+        result.performance_drift,
+    )
+    gauge("solar_drift_nrmse", "nRMSE of the window's daytime rows with actuals", result.nrmse)
+    gauge(
+        "solar_drift_peak_ratio",
+        "measured over forecast power where the forecast is high",
+        result.peak_ratio,
+    )
+    for kind, rows in (
+        ("day", result.day_rows),
+        ("night", result.night_rows),
+        ("actuals", result.actual_rows),
+    ):
+        gauge("solar_drift_rows", "rows in the window", rows, {"kind": kind})
+    for feature, score in result.scores.items():
+        gauge(
+            "solar_drift_feature_score",
+            "Evidently drift score per ratio",
+            score,
+            {"feature": feature},
+        )
+    gauge(
+        "solar_drift_last_run_timestamp_seconds",
+        "when the monitor last ran",
+        pd.Timestamp.now().timestamp(),
+    )
+    push_to_gateway(gateway, job=job, registry=registry, timeout=10)

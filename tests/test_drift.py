@@ -1,0 +1,139 @@
+"""The drift monitor on real 2013 weeks: quiet on a normal week, loud on a faulty sensor
+or a capped inverter, plain about too little data, and its figures on a real
+Pushgateway."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from servers import pushgateway
+
+from solar_mlops import drift
+from solar_mlops.data import TimeWindow
+from solar_mlops.features import FeatureBuilder
+from solar_mlops.predictor import PowerModel
+from solar_mlops.training import Prepared
+
+# The backtest's promise for the tuned defaults (docs/benchmarks.md, mean over 2013).
+PROMISED = 0.1065
+SUMMER = TimeWindow("2013-06-04", "2013-06-10")
+AUTUMN = TimeWindow("2013-10-01", "2013-10-07")
+
+
+@pytest.fixture(scope="module")
+def builder(prepared: Prepared) -> FeatureBuilder:
+    return FeatureBuilder(prepared.site)
+
+
+@pytest.fixture(scope="module")
+def reference(prepared: Prepared, model: PowerModel) -> pd.DataFrame:
+    frame = prepared.frame
+    return drift.training_reference(
+        frame[TimeWindow("2011-01-01", "2012-12-31").mask(pd.DatetimeIndex(frame.index))], model
+    )
+
+
+def store_rows(
+    prepared: Prepared, model: PowerModel, builder: FeatureBuilder, window: TimeWindow,
+    ghi_factor: float = 1.0,
+) -> pd.DataFrame:  # fmt: skip
+    """A week as the prediction store holds it: the weather sent, the forecast served
+    for it, and the measured power."""
+    frame = prepared.frame[window.mask(pd.DatetimeIndex(prepared.frame.index))]
+    weather = frame[["ghi", "temp_air"]].assign(ghi=frame["ghi"] * ghi_factor)
+    return weather.assign(
+        predicted_w=model.predict(builder.build(weather)), measured_w=frame["ac_power"]
+    )
+
+
+def test_a_normal_week_raises_no_alarm(prepared, model, builder, reference) -> None:
+    for window in (SUMMER, AUTUMN):
+        result = drift.monitor(store_rows(prepared, model, builder, window), reference, PROMISED)
+        assert not result.data_drift, result.reason
+        assert not result.performance_drift, result.reason
+        assert result.day_rows > 100 and result.night_rows > 100
+        assert set(result.scores) == set(drift.DriftConfig().thresholds)
+        assert 0.03 < result.nrmse < PROMISED
+        assert "no data drift" in result.reason and "no performance drift" in result.reason
+        assert "<html" in result.report_html.lower()
+
+
+def test_an_irradiance_sensor_reading_20_percent_low_is_data_drift(
+    prepared, model, builder, reference
+) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.data_drift, result.reason
+    assert "measured_to_physical" in result.drifted
+    assert "data drift in measured_to_physical" in result.reason
+
+
+def test_an_inverter_capped_at_70_percent_is_performance_drift(
+    prepared, model, builder, reference
+) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN)
+    rows["measured_w"] = rows["measured_w"].clip(upper=0.7 * prepared.site.capacity_w)
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.performance_drift, result.reason
+    assert result.peak_ratio < drift.DriftConfig().min_peak_ratio
+    assert "performance drift: the plant delivers" in result.reason
+
+
+def test_night_only_is_not_enough_data_not_an_alarm(prepared, model, builder, reference) -> None:
+    week = store_rows(prepared, model, builder, SUMMER)
+    night = week[week.index.hour.isin([22, 23, 0, 1, 2, 3])]
+    result = drift.monitor(night, reference, PROMISED)
+    assert (result.day_rows, result.night_rows) == (0, len(night))
+    assert not result.drift
+    assert "data drift: not enough data (0 daytime rows" in result.reason
+    assert "performance: not enough data (0 daytime rows with actuals" in result.reason
+
+
+def test_no_actuals_yet_judges_the_inputs_only(prepared, model, builder, reference) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    rows["measured_w"] = float("nan")
+    result = drift.monitor(rows, reference, PROMISED)
+    assert not result.performance_drift and pd.isna(result.nrmse)
+    assert "performance: not enough data" in result.reason
+    # The meter-versus-physics ratio needs actuals; the others are still judged.
+    assert "measured_to_physical" not in result.scores
+    assert {"clearsky_index", "temp_air", "predicted_to_physical"} <= set(result.scores)
+    assert "not enough rows for measured_to_physical" in result.reason
+
+
+def test_bad_input_is_refused_in_words(prepared, model, builder, reference) -> None:
+    rows = store_rows(prepared, model, builder, SUMMER)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['predicted_w'\]"):
+        drift.monitor(rows.drop(columns="predicted_w"), reference, PROMISED)
+    with pytest.raises(ValueError, match="naive timestamps"):
+        drift.monitor(rows.tz_localize(None), reference, PROMISED)
+    with pytest.raises(ValueError, match="reference has no rows"):
+        drift.monitor(rows, reference.iloc[:0], PROMISED)
+    with pytest.raises(ValueError, match="promised nRMSE must be a positive fraction"):
+        drift.monitor(rows, reference, 0.0)
+
+
+@pytest.mark.integration
+def test_figures_reach_a_real_pushgateway(
+    tmp_path: Path, prepared, model, builder, reference
+) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    result = drift.monitor(rows, reference, PROMISED)
+    with pushgateway(tmp_path) as url:
+        drift.push_metrics(result, url, model_version="7")
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    lines = [line for line in text.splitlines() if line.startswith("solar_drift_")]
+    labels = 'instance="",job="solar_mlops_drift",model_version="7"'
+    assert f"solar_drift_data_drift{{{labels}}} 1" in lines
+    assert f"solar_drift_performance_drift{{{labels}}} 0" in lines
+    score = result.scores["measured_to_physical"]
+    assert any(
+        line.startswith('solar_drift_feature_score{feature="measured_to_physical"')
+        and abs(float(line.split()[-1]) - score) < 1e-9
+        for line in lines
+    )
+    assert any(f'kind="day",model_version="7"}} {result.day_rows}' in line for line in lines)
