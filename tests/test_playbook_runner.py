@@ -64,10 +64,11 @@ FAILING = """
 
 @pytest.fixture
 def inventory(tmp_path: Path) -> Path:
-    """This machine as the only load balancer, reached without SSH."""
+    """This machine as the only load balancer and model server, reached without SSH."""
     path = tmp_path / "hosts.ini"
     path.write_text(
         f"[lb]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        "[model_servers]\nlocalhost\n"
     )
     return path
 
@@ -203,6 +204,17 @@ def test_deploy_without_a_version_fails_with_the_playbook_s_message(
     assert copy.result == caught.value.result
 
 
+def test_deploy_refuses_an_inventory_without_model_servers(tmp_path: Path, artifacts: Path) -> None:
+    hosts = tmp_path / "lb-only.ini"
+    hosts.write_text(
+        f"[lb]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    with pytest.raises(PlaybookFailedError) as caught:
+        deploy_model(7, inventory=hosts, artifacts_dir=artifacts)
+    assert "has no host in group 'model_servers'" in str(caught.value)
+    assert "traffic stays where it is" in str(caught.value)
+
+
 def test_deploy_passes_the_version_and_who_asked(inventory: Path, artifacts: Path) -> None:
     # The version passes the playbook's check; this machine is no HAProxy host, so the
     # bluegreen role stops at reading the switch's description.
@@ -250,7 +262,7 @@ def test_an_error_before_any_task_is_the_reason(
 
 def test_a_run_on_no_host_fails(tmp_path: Path, inventory: Path, artifacts: Path) -> None:
     # Ansible itself exits 0 when no host is in the play's group: a deployment did nothing.
-    elsewhere = write(tmp_path, "elsewhere.yml", TINY.replace("hosts: lb", "hosts: model_servers"))
+    elsewhere = write(tmp_path, "elsewhere.yml", TINY.replace("hosts: lb", "hosts: monitoring"))
     with pytest.raises(PlaybookFailedError, match=r"no host .* \(model_servers\): nothing ran"):
         run_playbook(elsewhere, inventory=inventory, artifacts_dir=artifacts)
 
