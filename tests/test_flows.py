@@ -38,6 +38,8 @@ from sqlalchemy.engine import Engine
 from flows.common import DRIFT_EVENT, PROMOTED_EVENT
 from flows.deploy import deploy
 from flows.monitor_drift import monitor_drift
+from flows.retrain import retrain
+from flows.rollback import rollback
 from flows.train import train
 from solar_mlops.data import TimeWindow, load_dataset
 from solar_mlops.features import FeatureBuilder
@@ -266,6 +268,38 @@ def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
     assert f"deploy v{challenger} failed" in artifact(
         platform.api, "solar-playbook", deployed["id"]
     )
+
+
+def test_a_challenger_that_loses_the_gate_is_recorded_and_announces_nothing(
+    platform: Platform, first: dict[str, Any]
+) -> None:
+    registry = Registry(tracking_uri=platform.mlflow)
+    before = registry.alias(CHAMPION)
+    # A margin no retraining can meet: the challenger must halve the champion's error.
+    state = retrain(
+        window_start=datetime(2013, 10, 1, 7, tzinfo=UTC),
+        window_end=datetime(2013, 10, 8, 6, 30, tzinfo=UTC),
+        margin=0.5,
+        tune=False,
+        backtest=False,
+        return_state=True,
+    )
+    result = state.result()
+    assert not result["promote"] and result["event"] is None
+    assert "is not better than champion" in result["reason"]
+    assert registry.alias(CHAMPION) == before
+    evidence = artifact(platform.api, "solar-gate", str(state.state_details.flow_run_id))
+    assert f"v{result['version']} refused" in evidence and "nothing is deployed" in evidence
+    announced = [e["payload"]["version"] for e in events(platform.api, PROMOTED_EVENT)]
+    assert result["version"] not in announced
+
+
+def test_rollback_runs_the_playbook_and_fails_with_its_reason(platform: Platform) -> None:
+    state = rollback(reason="checking the flow", return_state=True)
+    assert state.is_failed()
+    assert "playbooks/rollback.yml failed" in state.message
+    summary = artifact(platform.api, "solar-playbook", str(state.state_details.flow_run_id))
+    assert "rollback failed" in summary
 
 
 def test_deploying_a_version_that_does_not_exist_fails_before_any_playbook(
