@@ -26,15 +26,22 @@ REPORT_EXPERIMENT = "solar-drift"
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def latest_prediction(engine: Engine) -> datetime | None:
-    """The newest predicted time in the store (None when it holds none)."""
+    """The newest predicted time in the store (None when it holds none, or has no table
+    yet: the service creates it with its first write)."""
     try:
+        if not sa.inspect(engine).has_table(store.predictions.name):
+            return None
         with engine.connect() as connection:
             latest = connection.execute(sa.select(sa.func.max(store.predictions.c.time))).scalar()
     except sa.exc.SQLAlchemyError as exc:
         where = engine.url.render_as_string(hide_password=True)
-        raise store.StoreError(f"cannot read the prediction store at {where}: {exc}") from exc
-    # SQLite hands back naive UTC wall times.
-    return None if latest is None else pd.Timestamp(latest).tz_localize(None).tz_localize("UTC")
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL
+        raise store.StoreError(f"cannot read the prediction store at {where}: {cause}") from exc
+    if latest is None:
+        return None
+    # SQLite hands back naive UTC wall times, PostgreSQL instants in the session's zone.
+    stamp = pd.Timestamp(latest)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

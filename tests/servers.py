@@ -136,9 +136,10 @@ REPO = Path(__file__).resolve().parents[1]
 def prefect_server(root: Path) -> Iterator[str]:
     """Prefect's server from its own lock (docker/prefect-server), SQLite in ``root``;
     yields the API URL."""
-    uv = shutil.which("uv")
+    # `uv run` names itself in UV; make's uv need not be on PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
-        raise RuntimeError("uv is not on PATH: the Prefect server runs from its own uv lock")
+        raise RuntimeError("no uv (UV unset, none on PATH): the Prefect server runs from its lock")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     command = [

@@ -61,7 +61,6 @@ class Platform:
     mlflow: str
     gateway: str
     engine: Engine
-    env: dict[str, str]
 
 
 def prefect(*args: str) -> None:
@@ -115,7 +114,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: root / "client-home"}),
         ):
             engine = store.connect(env["SOLAR_PREDICTION_STORE_URL"])
-            yield Platform(api, mlflow, gateway, engine, env)
+            yield Platform(api, mlflow, gateway, engine)
             engine.dispose()
 
 
@@ -132,7 +131,9 @@ def flow_runs(api: str, name: str) -> list[dict[str, Any]]:
     return response.json()
 
 
-def finished_run(api: str, name: str, parameter: str, value: str, timeout: float = 240) -> dict:
+def finished_run(
+    api: str, name: str, parameter: str, value: str, timeout: float = 240
+) -> dict[str, Any]:
     """The first run of deployment ``name`` with that parameter, once it has finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -207,6 +208,17 @@ def pushed(gateway: str, metric: str, version: str) -> float:
     found = re.search(pattern, text, re.MULTILINE)
     assert found, f"{metric} for v{version} not on the Pushgateway"
     return float(found.group(1))
+
+
+def test_an_empty_store_is_nothing_to_judge_and_an_empty_week_is_named(
+    platform: Platform,
+) -> None:
+    # No table yet (the service makes it with its first write): nothing to judge.
+    assert monitor_drift() == {"drift": False, "reason": "no predictions yet", "event": None}
+    state = monitor_drift(end=datetime(2013, 1, 8, tzinfo=UTC), return_state=True)
+    assert state.is_failed()
+    assert "the prediction store has no predictions in [2013-01-01 00:00:00+00:00" in state.message
+    assert events(platform.api, DRIFT_EVENT) == []
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +309,9 @@ def test_a_challenger_that_loses_the_gate_is_recorded_and_announces_nothing(
 def test_rollback_runs_the_playbook_and_fails_with_its_reason(platform: Platform) -> None:
     state = rollback(reason="checking the flow", return_state=True)
     assert state.is_failed()
+    # The worker's inventory (ANSIBLE_INVENTORY): this machine, which has no HAProxy.
     assert "playbooks/rollback.yml failed" in state.message
+    assert "Read how to reach the switch" in state.message and "on localhost" in state.message
     summary = artifact(platform.api, "solar-playbook", str(state.state_details.flow_run_id))
     assert "rollback failed" in summary
 
