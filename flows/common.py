@@ -30,18 +30,23 @@ class MlflowUnreachableError(RegistryError):
 
 # A restarting MLflow answers again within seconds; a longer outage fails the run with
 # the reason, and the next scheduled or triggered run tries again.
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)  # a health check is never cached
+def check_mlflow(uri: str) -> None:
+    """Raise MlflowUnreachableError unless the tracking server answers its health check."""
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise MlflowUnreachableError(
+            f"MLflow at {uri} is unreachable or unhealthy ({exc}); nothing was read or changed"
+        ) from exc
+
+
 def open_registry(settings: FlowSettings) -> Registry:
-    """The registry, once its tracking server has answered its health check."""
+    """The registry, once its tracking server (when it is one) has answered."""
     settings.require("mlflow_tracking_uri")
     uri = settings.mlflow_tracking_uri
     if uri.startswith(("http://", "https://")):
-        try:
-            httpx.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise MlflowUnreachableError(
-                f"MLflow at {uri} is unreachable ({exc}); nothing was read or changed"
-            ) from exc
+        check_mlflow(uri)
     return Registry(settings.model_name, tracking_uri=uri)
 
 

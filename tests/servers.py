@@ -151,7 +151,8 @@ def prefect_server(root: Path) -> Iterator[str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    with running(command, f"{url}/health", root / "prefect-server.log", timeout=120, env=env):
+    # A fresh clone's first start also installs the server's environment from its lock.
+    with running(command, f"{url}/health", root / "prefect-server.log", timeout=300, env=env):
         yield url
 
 
