@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -126,3 +127,48 @@ def pushgateway(root: Path) -> Iterator[str]:
     ]  # fmt: skip
     with running(command, f"{url}/-/ready", root / "pushgateway.log", timeout=30):
         yield url
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def prefect_server(root: Path) -> Iterator[str]:
+    """Prefect's server from its own lock (docker/prefect-server), SQLite in ``root``;
+    yields the API URL."""
+    # `uv run` names itself in UV; make's uv need not be on PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        raise RuntimeError("no uv (UV unset, none on PATH): the Prefect server runs from its lock")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    command = [
+        uv, "run", "--locked", "--project", str(REPO / "docker" / "prefect-server"),
+        "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    env = {
+        "PREFECT_HOME": str(root / "server-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    # A fresh clone's first start also installs the server's environment from its lock.
+    with running(command, f"{url}/health", root / "prefect-server.log", timeout=300, env=env):
+        yield url
+
+
+@contextlib.contextmanager
+def prefect_worker(root: Path, pool: str, env: dict[str, str]) -> Iterator[None]:
+    """A Prefect process worker on ``pool``; its flow runs inherit ``env``."""
+    port = free_port()
+    settings = {
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+        # Poll every second instead of ten: triggered runs start without waiting.
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        **env,
+    }
+    command = [venv_bin("prefect"), "worker", "start", "--pool", pool, "--with-healthcheck"]
+    with running(
+        command, f"http://127.0.0.1:{port}/health", root / "prefect-worker.log", 60, settings
+    ):
+        yield
