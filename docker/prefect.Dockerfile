@@ -143,7 +143,8 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/solar-mlops /opt/solar-mlops
 
 # Writable at run time: /tmp only (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary
-# files). No telemetry, a UTF-8 locale (ansible-core refuses others), and
+# files). No telemetry, a UTF-8 locale (ansible-core refuses others), the project's
+# folder for the flows' deployments (flows/prefect.yaml starts each run there), and
 # Ansible reads the repository's configuration whatever the working folder.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     VIRTUAL_ENV=/opt/venv \
@@ -154,6 +155,7 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONUNBUFFERED=1 \
     PREFECT_HOME=/tmp/.prefect \
     DO_NOT_TRACK=1 \
+    SOLAR_MLOPS_HOME=/opt/solar-mlops \
     ANSIBLE_CONFIG=/opt/solar-mlops/ansible.cfg \
     ANSIBLE_LOCAL_TEMP=/tmp/.ansible/tmp
 

@@ -1,19 +1,17 @@
 """What several flows share: the registry behind a reachability check, the model's
-events, windows given as text, and the evidence the gate leaves."""
+events, and the evidence the gate leaves."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
-import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from flows.settings import FlowSettings
-from solar_mlops.data import TimeWindow
 from solar_mlops.errors import RegistryError
 from solar_mlops.gate import GateDecision
 from solar_mlops.registry import CHAMPION, Registry
@@ -70,18 +68,6 @@ def champion(registry: Registry) -> str:
             "run the train flow first"
         )
     return version
-
-
-def window(text: str) -> TimeWindow:
-    """``START..END`` (dates in the site's time zone) as a TimeWindow."""
-    start, sep, end = text.partition("..")
-    try:
-        if not sep:
-            raise ValueError(text)
-        pd.Timestamp(start), pd.Timestamp(end)
-    except ValueError:
-        raise ValueError(f"expected a window as START..END dates, got '{text}'") from None
-    return TimeWindow(start, end)
 
 
 def model_resource(registry: Registry, version: str) -> dict[str, str]:

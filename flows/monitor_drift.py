@@ -7,41 +7,22 @@ import math
 from datetime import datetime, timedelta
 
 import pandas as pd
-import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from flows.common import DRIFT_EVENT, announce, champion, open_registry, window
+from flows.common import DRIFT_EVENT, announce, champion, open_registry
 from flows.settings import FlowSettings
-from solar_mlops import drift
+from solar_mlops import drift, drift_reports
 from solar_mlops.data import load_dataset
 from solar_mlops.registry import Registry
 from solar_mlops.service import store
 
-# Drift reports are runs of their own MLflow experiment: its UI shows the HTML.
-REPORT_EXPERIMENT = "solar-drift"
-
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def latest_prediction(engine: Engine) -> datetime | None:
-    """The newest predicted time in the store (None when it holds none, or has no table
-    yet: the service creates it with its first write)."""
-    try:
-        if not sa.inspect(engine).has_table(store.predictions.name):
-            return None
-        with engine.connect() as connection:
-            latest = connection.execute(sa.select(sa.func.max(store.predictions.c.time))).scalar()
-    except sa.exc.SQLAlchemyError as exc:
-        where = engine.url.render_as_string(hide_password=True)
-        cause = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL
-        raise store.StoreError(f"cannot read the prediction store at {where}: {cause}") from exc
-    if latest is None:
-        return None
-    # SQLite hands back naive UTC wall times, PostgreSQL instants in the session's zone.
-    stamp = pd.Timestamp(latest)
-    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    return store.latest_prediction_time(engine)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -49,32 +30,17 @@ def read_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
     return store.recent_window(engine, start, end)
 
 
-def promised_nrmse(registry: Registry, version: str) -> tuple[float, str]:
-    """What the version promised: its rolling-origin backtest's mean nRMSE when it was
-    trained with one, else its holdout nRMSE (both logged by training)."""
-    client = registry.client
-    run_id = client.get_model_version(registry.name, version).run_id
-    logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
-    if "evaluation/backtest_monthly.csv" in logged:
-        local = client.download_artifacts(run_id, "evaluation/backtest_monthly.csv")
-        return float(pd.read_csv(local)["model_nrmse"].mean()), "rolling-origin backtest"
-    metrics = client.get_run(run_id).data.metrics
-    return float(metrics["holdout_model_nrmse"]), "holdout"
-
-
 @task(timeout_seconds=600, cache_policy=NO_CACHE)
 def judge(registry: Registry, version: str, recent: pd.DataFrame) -> drift.DriftResult:
     """The champion's training years as the reference, its promise, and the verdict."""
     loaded = registry.load(version)
     site = loaded.model.site
-    trained_on = window(
-        registry.client.get_model_version(registry.name, version).tags["data.train_window"]
-    )
+    trained_on, _ = registry.data_windows(version)
     dataset = load_dataset(site)
     reference = drift.training_reference(
         dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], loaded.model
     )
-    promised, source = promised_nrmse(registry, version)
+    promised, source = registry.promised_nrmse(version)
     get_run_logger().info(
         "v%s trained on %s promises %.2f%% nRMSE (%s)", version, trained_on, 100 * promised, source
     )
@@ -82,26 +48,15 @@ def judge(registry: Registry, version: str, recent: pd.DataFrame) -> drift.Drift
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def keep_report(registry: Registry, version: str, result: drift.DriftResult) -> str:
-    """Log the Evidently report and the scores as an MLflow run; return where to see it."""
-    client = registry.client
-    experiment = client.get_experiment_by_name(REPORT_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment(REPORT_EXPERIMENT)
-    )
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}",
-        tags={"model_version": version, "drift": str(result.drift), "reason": result.reason},
-    )
-    for name, value in {**result.scores, "nrmse": result.nrmse}.items():
-        if math.isfinite(value):  # NaN: not enough data for that figure
-            client.log_metric(run.info.run_id, name, value)
-    client.log_text(run.info.run_id, result.report_html, "evidently-report.html")
-    client.set_terminated(run.info.run_id)
-    return (
-        f"{registry.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
-    )
+def keep_report(
+    registry: Registry, version: str, result: drift.DriftResult, event: str | None
+) -> str:
+    return drift_reports.record(registry, version, result, event)
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def last_announcement(registry: Registry) -> drift_reports.Announcement | None:
+    return drift_reports.last_announcement(registry)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -109,7 +64,9 @@ def push(result: drift.DriftResult, gateway: str, version: str) -> None:
     drift.push_metrics(result, gateway, model_version=version)
 
 
-def summary(result: drift.DriftResult, version: str, versions: list[str], report: str) -> str:
+def summary(
+    result: drift.DriftResult, reason: str, version: str, versions: list[str], report: str
+) -> str:
     """The run's artifact: the verdict, the figures, and where the full report is."""
     thresholds = drift.DriftConfig().thresholds
     rows = "\n".join(
@@ -122,7 +79,7 @@ def summary(result: drift.DriftResult, version: str, versions: list[str], report
 
 Champion v{version} (traffic served by v{", v".join(versions)}).
 
-**Reason:** {result.reason}
+**Reason:** {reason}
 
 | ratio | score | threshold | |
 | --- | --- | --- | --- |
@@ -136,9 +93,13 @@ Evidently report: [{report}]({report})
 
 
 @flow(name="monitor_drift", timeout_seconds=1200)
-def monitor_drift(end: datetime | None = None, days: int = 7) -> dict[str, object]:
+def monitor_drift(
+    end: datetime | None = None, days: int = 7, cooldown_days: float = 7
+) -> dict[str, object]:
     """Judge the ``days`` before ``end`` (default: the newest prediction in the store,
-    since replayed traffic carries the data's own times) against the champion."""
+    since replayed traffic carries the data's own times) against the champion. Drift
+    raises ``solar.drift.detected`` unless drift was announced for a window ending less
+    than ``cooldown_days`` earlier (0: every time)."""
     logger = get_run_logger()
     settings = FlowSettings()
     settings.require("mlflow_tracking_uri", "prediction_store_url", "pushgateway_url")
@@ -157,32 +118,40 @@ def monitor_drift(end: datetime | None = None, days: int = 7) -> dict[str, objec
     version = champion(registry)
     result = judge(registry, version, recent)
     logger.info("window %s .. %s: %s", result.window_start, result.window_end, result.reason)
-    report = keep_report(registry, version, result)
+    event, reason = None, result.reason
+    if result.drift:
+        previous = last_announcement(registry)
+        if drift_reports.cooling_down(previous, result, timedelta(days=cooldown_days)):
+            assert previous is not None  # cooling down means there was one
+            reason += (
+                f"; already announced (event {previous.event_id}, window to "
+                f"{previous.window_end}): no new event within {cooldown_days:g} days"
+            )
+            logger.warning("%s", reason)
+        else:
+            event = announce(registry, DRIFT_EVENT, version, event_payload(result))
+    report = keep_report(registry, version, result, event)
     versions = sorted(recent["model_version"].unique())
     create_markdown_artifact(
-        markdown=summary(result, version, versions, report),
+        markdown=summary(result, reason, version, versions, report),
         key="solar-drift",
         description=f"{'drift' if result.drift else 'no drift'} on the week to {result.window_end}",
     )
-    event = None
-    if result.drift:
-        # The event first: retraining matters more than a dashboard figure.
-        event = announce(
-            registry,
-            DRIFT_EVENT,
-            version,
-            {
-                "window_start": result.window_start.isoformat(),
-                "window_end": result.window_end.isoformat(),
-                "reasons": result.reason,
-                "drifted": result.drifted,
-                "data_drift": result.data_drift,
-                "performance_drift": result.performance_drift,
-                "scores": result.scores,
-                # JSON has no NaN; None says "not enough data".
-                "nrmse": result.nrmse if math.isfinite(result.nrmse) else None,
-                "peak_ratio": result.peak_ratio if math.isfinite(result.peak_ratio) else None,
-            },
-        )
     push(result, settings.pushgateway_url, version)
-    return {"drift": result.drift, "reason": result.reason, "report": report, "event": event}
+    return {"drift": result.drift, "reason": reason, "report": report, "event": event}
+
+
+def event_payload(result: drift.DriftResult) -> dict[str, object]:
+    """What retrain and an operator need to know about the drifted window."""
+    return {
+        "window_start": result.window_start.isoformat(),
+        "window_end": result.window_end.isoformat(),
+        "reasons": result.reason,
+        "drifted": result.drifted,
+        "data_drift": result.data_drift,
+        "performance_drift": result.performance_drift,
+        "scores": result.scores,
+        # JSON has no NaN; None says "not enough data".
+        "nrmse": result.nrmse if math.isfinite(result.nrmse) else None,
+        "peak_ratio": result.peak_ratio if math.isfinite(result.peak_ratio) else None,
+    }

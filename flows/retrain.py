@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.common import announce_promotion, champion, gate_artifact, open_registry, window
+from flows.common import announce_promotion, champion, gate_artifact, open_registry
 from flows.settings import FlowSettings
 from solar_mlops.data import TimeWindow
 from solar_mlops.gate import DEFAULT_MARGIN
@@ -25,8 +25,7 @@ def challenger_config(
     window; the holdout runs from the window's first day to the end of the champion's
     holdout, data neither model has seen (unless the window lies in the champion's own
     training years). Dates are the site's calendar days."""
-    tags = registry.client.get_model_version(registry.name, version).tags
-    trained, tested = window(tags["data.train_window"]), window(tags["data.test_window"])
+    trained, tested = registry.data_windows(version)
     start = pd.Timestamp(window_start)
     start = start.tz_localize("UTC") if start.tz is None else start
     first_day = start.tz_convert(Site().timezone).tz_localize(None).normalize()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.common import announce_promotion, gate_artifact, open_registry, window
+from flows.common import announce_promotion, gate_artifact, open_registry
 from flows.settings import FlowSettings
+from solar_mlops.data import TimeWindow
 from solar_mlops.gate import DEFAULT_MARGIN
 from solar_mlops.pipeline import train_and_register
 from solar_mlops.training import TrainingConfig
@@ -23,7 +24,10 @@ def train(
     and a promotion emits ``solar.model.promoted`` (which triggers deploy)."""
     logger = get_run_logger()
     config = TrainingConfig(
-        train=window(train_window), test=window(test_window), tune=tune, backtest=backtest
+        train=TimeWindow.parse(train_window),
+        test=TimeWindow.parse(test_window),
+        tune=tune,
+        backtest=backtest,
     )
     registry = open_registry(FlowSettings())
     outcome = train_and_register(registry, config, margin=margin, progress=logger.info)

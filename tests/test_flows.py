@@ -2,10 +2,10 @@
 prediction store, with the deployments of flows/prefect.yaml served by a process worker.
 
 A normal week raises no event; a week whose irradiance sensor reads 20 % low raises
-exactly one, which triggers retrain through the server's automation; the challenger wins
-the gate, and its promotion triggers deploy, which fails with the playbook's reason on
-this machine (no HAProxy here). Failures name their cause: a missing version, an
-unreachable MLflow.
+exactly one (a second look, cooling down, raises none), which triggers retrain through
+the server's automation; the challenger wins the gate, and its promotion triggers
+deploy, which fails with the playbook's reason on this machine (no HAProxy here).
+Failures name their cause: a missing version, an unreachable MLflow.
 """
 
 from __future__ import annotations
@@ -252,6 +252,10 @@ def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
     assert loud["drift"], loud["reason"]
     assert "measured_to_physical" in loud["reason"]
     assert pushed(platform.gateway, "solar_drift_data_drift", champion) == 1
+    # The fault lasts: the next run sees it again and, cooling down, raises nothing.
+    again = monitor_drift()
+    assert again["drift"] and again["event"] is None
+    assert f"already announced (event {loud['event']}" in again["reason"]
 
     # The drift event starts retrain through the server's automation (prefect.yaml).
     drifted = event(platform.api, DRIFT_EVENT, loud["event"])

@@ -407,6 +407,18 @@ def test_recent_window_of_an_empty_store_is_an_empty_frame(engine: Engine) -> No
     assert isinstance(window.index, pd.DatetimeIndex) and str(window.index.tz) == "UTC"
 
 
+def test_latest_prediction_time_is_the_newest_forecast_time_in_utc(engine: Engine) -> None:
+    assert store.latest_prediction_time(engine) is None  # an empty store (no tables yet)
+    noon = datetime(2013, 5, 2, 12, 0, tzinfo=SITE_TZ)
+    times = [noon + timedelta(minutes=30 * i) for i in range(3)]
+    store.write_predictions(engine, window_rows(times[::-1], SERVED_AT, "7"))
+    store.upsert_actuals(engine, [(noon + timedelta(days=1), 900.0)])  # actuals do not count
+
+    latest = store.latest_prediction_time(engine)
+
+    assert latest == times[-1] and latest.utcoffset() == timedelta(0)
+
+
 def test_recent_window_refuses_naive_bounds(engine: Engine) -> None:
     with pytest.raises(ValueError, match="tz-aware"):
         store.recent_window(engine, datetime(2013, 5, 1), datetime(2013, 5, 2, tzinfo=UTC))

@@ -97,6 +97,19 @@ def test_versions_carry_their_provenance(
     assert "plots/predicted_vs_measured.png" in artifacts
 
 
+def test_a_version_tells_its_data_windows_and_what_it_promised(
+    registry: Registry, history: dict[str, TrainOutcome]
+) -> None:
+    outcome = history["strong"]
+    version = str(outcome.version.version)
+
+    assert registry.data_windows(version) == (FAST.train, FAST.test)
+    # Trained without a backtest (FAST): the holdout's nRMSE is the promise.
+    promised, source = registry.promised_nrmse(version)
+    assert source == "holdout"
+    assert promised == pytest.approx(outcome.result.holdout.loc["model", "nrmse"])
+
+
 def test_registered_model_predicts_like_the_trained_one(
     registry: Registry, history: dict[str, TrainOutcome], prepared: Prepared
 ) -> None:

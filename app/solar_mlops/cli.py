@@ -37,14 +37,10 @@ def _registry() -> Registry:
 
 
 def _window(text: str) -> TimeWindow:
-    start, sep, end = text.partition("..")
     try:
-        if not sep:
-            raise ValueError
-        pd.Timestamp(start), pd.Timestamp(end)
-    except ValueError:
-        raise typer.BadParameter(f"expected START..END dates, got '{text}'") from None
-    return TimeWindow(start, end)
+        return TimeWindow.parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _progress(started: float):

@@ -131,6 +131,18 @@ class TimeWindow:
     start: str
     end: str
 
+    @classmethod
+    def parse(cls, text: str) -> TimeWindow:
+        """``START..END`` (two dates) as a window; ValueError naming the text otherwise."""
+        start, sep, end = text.partition("..")
+        try:
+            if not sep:
+                raise ValueError(text)
+            pd.Timestamp(start), pd.Timestamp(end)
+        except ValueError:
+            raise ValueError(f"expected START..END dates, got '{text}'") from None
+        return cls(start, end)
+
     def mask(self, index: pd.DatetimeIndex) -> np.ndarray:
         local = index.tz_localize(None)
         end = pd.Timestamp(self.end) + pd.Timedelta(days=1)

@@ -10,12 +10,14 @@ from pathlib import Path
 import lightgbm as lgb
 import mlflow
 import mlflow.lightgbm
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from solar_mlops import features, plots
+from solar_mlops.data import TimeWindow
 from solar_mlops.errors import RegistryError
 from solar_mlops.gate import GateDecision
 from solar_mlops.predictor import LoadedModel, load_model_dir
@@ -29,6 +31,7 @@ CHALLENGER = "challenger"
 # Earlier champions stay addressable for rollback: previous-1 is the most recent.
 PREVIOUS_PREFIX = "previous-"
 KEEP_PREVIOUS = 3
+BACKTEST_TABLE = "backtest_monthly"
 
 
 class Registry:
@@ -157,6 +160,25 @@ class Registry:
             )
         return version
 
+    def data_windows(self, version: str) -> tuple[TimeWindow, TimeWindow]:
+        """The windows ``version`` was trained on and held out on (its data tags)."""
+        tags = self.client.get_model_version(self.name, version).tags
+        return (
+            TimeWindow.parse(tags["data.train_window"]),
+            TimeWindow.parse(tags["data.test_window"]),
+        )
+
+    def promised_nrmse(self, version: str) -> tuple[float, str]:
+        """What ``version`` promised, and where the figure comes from: the mean nRMSE of
+        its rolling-origin backtest when it was trained with one, else its holdout nRMSE."""
+        run_id = self.client.get_model_version(self.name, version).run_id
+        logged = {a.path for a in self.client.list_artifacts(run_id, "evaluation")}
+        if f"evaluation/{BACKTEST_TABLE}.csv" in logged:
+            local = self.client.download_artifacts(run_id, f"evaluation/{BACKTEST_TABLE}.csv")
+            return float(pd.read_csv(local)["model_nrmse"].mean()), "rolling-origin backtest"
+        metrics = self.client.get_run(run_id).data.metrics
+        return float(metrics["holdout_model_nrmse"]), "holdout"
+
     def load(self, version_or_alias: str, dst: Path | None = None) -> LoadedModel:
         """Download one version and rebuild the model, refusing a foreign feature schema."""
         version = self.resolve(version_or_alias)
@@ -176,7 +198,7 @@ class Registry:
         tables = {"holdout": result.holdout, "by_season": result.by_season,
                   "by_hour": result.by_hour, "by_month": result.by_month}  # fmt: skip
         if result.backtest is not None:
-            tables["backtest_monthly"] = result.backtest
+            tables[BACKTEST_TABLE] = result.backtest
         for name, table in tables.items():
             path = scratch / f"{name}.csv"
             table.to_csv(path)

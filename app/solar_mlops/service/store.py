@@ -151,17 +151,33 @@ def recent_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFram
         .where(ranked.c.rank == 1)
         .order_by(ranked.c.time)
     )
-    try:
-        _ensure_schema(engine)
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
-    except sa.exc.SQLAlchemyError as exc:
-        where = engine.url.render_as_string(hide_password=True)
-        cause = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL
-        raise StoreError(f"cannot read the prediction store at {where}: {cause}") from exc
+    rows = _read(engine, query)
     frame = pd.DataFrame(rows, columns=["time", *WINDOW_COLUMNS])
     # SQLite hands back naive UTC wall times, PostgreSQL instants in the session's zone.
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time"), utc=True), name="time")
     numeric = ["ghi", "temp_air", "predicted_w", "measured_w"]
     frame[numeric] = frame[numeric].astype("float64")
     return frame
+
+
+def latest_prediction_time(engine: Engine) -> datetime | None:
+    """The newest time a forecast was made for (UTC), or None when there is none yet.
+
+    Replayed traffic carries the data's own times, so this, not the clock, is where the
+    monitor's window ends. Raises ``StoreError`` like ``recent_window``.
+    """
+    [(latest,)] = _read(engine, sa.select(sa.func.max(predictions.c.time)))
+    # SQLite hands back naive UTC wall times, PostgreSQL instants in the session's zone.
+    return None if latest is None else pd.to_datetime(latest, utc=True).to_pydatetime()
+
+
+def _read(engine: Engine, query: sa.Select) -> list[sa.Row]:
+    """Run one read, with the store's address and the driver's words on failure."""
+    try:
+        _ensure_schema(engine)
+        with engine.connect() as connection:
+            return list(connection.execute(query).all())
+    except sa.exc.SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL
+        raise StoreError(f"cannot read the prediction store at {where}: {cause}") from exc

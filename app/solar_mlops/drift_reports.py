@@ -1,0 +1,99 @@
+"""Drift verdicts kept in MLflow: one run per judged window in the ``solar-drift``
+experiment (the Evidently report, the scores, and the event the verdict raised, if any).
+
+They answer the monitor's question before it raises another alarm: was drift announced
+lately? A sensor fault does not go away when a model is retrained, so without a
+cool-down every scheduled run would start another retraining.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pandas as pd
+
+from solar_mlops.drift import DriftResult
+from solar_mlops.registry import Registry
+
+EXPERIMENT = "solar-drift"
+# Runs searched for the last announcement: a cool-down spans a handful of daily runs.
+SEARCH_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A drift event raised for one window."""
+
+    event_id: str
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    model_version: str
+
+
+def _experiment_id(registry: Registry) -> str:
+    client = registry.client
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+
+
+def record(
+    registry: Registry, version: str, result: DriftResult, event_id: str | None = None
+) -> str:
+    """Log one verdict as a run (report, scores, window, event); return its UI address."""
+    client = registry.client
+    experiment_id = _experiment_id(registry)
+    tags = {
+        "model_version": version,
+        "drift": str(result.drift),
+        "reason": result.reason,
+        "window_start": result.window_start.isoformat(),
+        "window_end": result.window_end.isoformat(),
+    }
+    if event_id is not None:
+        tags["event_id"] = event_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}",
+        tags=tags,
+    )
+    for name, value in {**result.scores, "nrmse": result.nrmse}.items():
+        if math.isfinite(value):  # NaN: not enough data for that figure
+            client.log_metric(run.info.run_id, name, value)
+    client.log_text(run.info.run_id, result.report_html, "evidently-report.html")
+    client.set_terminated(run.info.run_id)
+    base = registry.tracking_uri.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+
+
+def last_announcement(registry: Registry) -> Announcement | None:
+    """The drift event raised for the latest window, whichever model served it."""
+    experiment = registry.client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = registry.client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.drift = 'True'",
+        max_results=SEARCH_DEPTH,
+        order_by=["start_time DESC"],
+    )
+    announced = [
+        Announcement(
+            event_id=run.data.tags["event_id"],
+            window_start=pd.Timestamp(run.data.tags["window_start"]),
+            window_end=pd.Timestamp(run.data.tags["window_end"]),
+            model_version=run.data.tags["model_version"],
+        )
+        for run in runs
+        if "event_id" in run.data.tags
+    ]
+    return max(announced, key=lambda a: a.window_end, default=None)
+
+
+def cooling_down(previous: Announcement | None, result: DriftResult, cooldown: timedelta) -> bool:
+    """Whether drift in ``result`` falls within ``cooldown`` of the last announcement,
+    measured in traffic time (window ends), so replayed traffic behaves like live."""
+    if previous is None or cooldown <= timedelta(0):
+        return False
+    return pd.Timestamp(result.window_end) - previous.window_end < cooldown
