@@ -14,8 +14,7 @@ from sqlalchemy.engine import Engine
 
 from flows.common import DRIFT_EVENT, announce, champion, open_registry
 from flows.settings import FlowSettings
-from solar_mlops import drift, drift_reports
-from solar_mlops.data import load_dataset
+from solar_mlops import drift, monitoring
 from solar_mlops.registry import Registry
 from solar_mlops.service import store
 
@@ -32,31 +31,19 @@ def read_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
 
 @task(timeout_seconds=600, cache_policy=NO_CACHE)
 def judge(registry: Registry, version: str, recent: pd.DataFrame) -> drift.DriftResult:
-    """The champion's training years as the reference, its promise, and the verdict."""
-    loaded = registry.load(version)
-    site = loaded.model.site
-    trained_on, _ = registry.data_windows(version)
-    dataset = load_dataset(site)
-    reference = drift.training_reference(
-        dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], loaded.model
-    )
-    promised, source = registry.promised_nrmse(version)
-    get_run_logger().info(
-        "v%s trained on %s promises %.2f%% nRMSE (%s)", version, trained_on, 100 * promised, source
-    )
-    return drift.monitor(recent[list(drift.COLUMNS)], reference, promised, site=site)
+    return monitoring.judge(registry, version, recent, progress=get_run_logger().info)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def keep_report(
     registry: Registry, version: str, result: drift.DriftResult, event: str | None
 ) -> str:
-    return drift_reports.record(registry, version, result, event)
+    return monitoring.record(registry, version, result, event)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def last_announcement(registry: Registry) -> drift_reports.Announcement | None:
-    return drift_reports.last_announcement(registry)
+def last_announcement(registry: Registry) -> monitoring.Announcement | None:
+    return monitoring.last_announcement(registry)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -121,7 +108,7 @@ def monitor_drift(
     event, reason = None, result.reason
     if result.drift:
         previous = last_announcement(registry)
-        if drift_reports.cooling_down(previous, result, timedelta(days=cooldown_days)):
+        if monitoring.cooling_down(previous, result, timedelta(days=cooldown_days)):
             assert previous is not None  # cooling down means there was one
             reason += (
                 f"; already announced (event {previous.event_id}, window to "

@@ -1,19 +1,25 @@
-"""Drift verdicts kept in MLflow: one run per judged window in the ``solar-drift``
-experiment (the Evidently report, the scores, and the event the verdict raised, if any).
+"""What a monitoring run does around ``drift.monitor``, with a registered version.
 
-They answer the monitor's question before it raises another alarm: was drift announced
-lately? A sensor fault does not go away when a model is retrained, so without a
-cool-down every scheduled run would start another retraining.
+- ``judge``: the version's training years as the reference and its promised nRMSE, from
+  the registry, then the verdict on the recent window.
+- ``record``: each verdict kept in MLflow, one run per judged window in the
+  ``solar-drift`` experiment (the Evidently report, the scores, the event it raised).
+- ``last_announcement`` and ``cooling_down``: was drift announced lately? A sensor fault
+  does not go away when a model is retrained, so without a cool-down every scheduled run
+  would start another retraining.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pandas as pd
 
+from solar_mlops import drift
+from solar_mlops.data import load_dataset
 from solar_mlops.drift import DriftResult
 from solar_mlops.registry import Registry
 
@@ -30,6 +36,26 @@ class Announcement:
     window_start: pd.Timestamp
     window_end: pd.Timestamp
     model_version: str
+
+
+def judge(
+    registry: Registry,
+    version: str,
+    recent: pd.DataFrame,
+    progress: Callable[[str], None] = lambda _: None,
+) -> DriftResult:
+    """``recent`` (shaped like ``store.recent_window``) against ``version``: the dataset
+    over its training window as the reference, its promise as the performance bar."""
+    loaded = registry.load(version)
+    site = loaded.model.site
+    trained_on, _ = registry.data_windows(version)
+    dataset = load_dataset(site)
+    reference = drift.training_reference(
+        dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], loaded.model
+    )
+    promised, source = registry.promised_nrmse(version)
+    progress(f"v{version} trained on {trained_on} promises {promised:.2%} nRMSE ({source})")
+    return drift.monitor(recent[list(drift.COLUMNS)], reference, promised, site=site)
 
 
 def _experiment_id(registry: Registry) -> str:

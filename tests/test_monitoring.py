@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from solar_mlops import drift_reports
+from solar_mlops import monitoring
 from solar_mlops.drift import DriftResult
 from solar_mlops.registry import Registry
 
@@ -40,13 +40,13 @@ def registry(tmp_path: Path) -> Registry:
     registry = Registry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     # Artifacts in the test's folder, not ./mlruns of the working directory.
     registry.client.create_experiment(
-        drift_reports.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri()
+        monitoring.EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri()
     )
     return registry
 
 
 def test_a_verdict_is_kept_with_its_report_scores_and_event(registry: Registry) -> None:
-    url = drift_reports.record(registry, "3", verdict("2013-10-08", True), "event-1")
+    url = monitoring.record(registry, "3", verdict("2013-10-08", True), "event-1")
 
     run_id = url.rsplit("/", 1)[-1]
     run = registry.client.get_run(run_id)
@@ -59,27 +59,27 @@ def test_a_verdict_is_kept_with_its_report_scores_and_event(registry: Registry) 
 def test_the_last_announcement_is_the_latest_window_that_raised_an_event(
     registry: Registry,
 ) -> None:
-    assert drift_reports.last_announcement(registry) is None
-    drift_reports.record(registry, "3", verdict("2013-10-08", False))
-    assert drift_reports.last_announcement(registry) is None  # no drift, no event
+    assert monitoring.last_announcement(registry) is None
+    monitoring.record(registry, "3", verdict("2013-10-08", False))
+    assert monitoring.last_announcement(registry) is None  # no drift, no event
 
-    drift_reports.record(registry, "3", verdict("2013-10-15", True), "event-1")
-    drift_reports.record(registry, "4", verdict("2013-10-22", True), "event-2")
-    drift_reports.record(registry, "4", verdict("2013-10-23", True))  # cooling down
+    monitoring.record(registry, "3", verdict("2013-10-15", True), "event-1")
+    monitoring.record(registry, "4", verdict("2013-10-22", True), "event-2")
+    monitoring.record(registry, "4", verdict("2013-10-23", True))  # cooling down
 
-    last = drift_reports.last_announcement(registry)
+    last = monitoring.last_announcement(registry)
     assert last is not None
     assert (last.event_id, last.model_version) == ("event-2", "4")
     assert last.window_end == pd.Timestamp("2013-10-22", tz="UTC")
 
 
 def test_drift_cools_down_in_traffic_time_across_model_versions(registry: Registry) -> None:
-    drift_reports.record(registry, "3", verdict("2013-10-08", True), "event-1")
-    last = drift_reports.last_announcement(registry)
+    monitoring.record(registry, "3", verdict("2013-10-08", True), "event-1")
+    last = monitoring.last_announcement(registry)
     week = timedelta(days=7)
 
     # A retrained champion does not reset it: a sensor fault outlives the model.
-    assert drift_reports.cooling_down(last, verdict("2013-10-14", True), week)
-    assert not drift_reports.cooling_down(last, verdict("2013-10-15", True), week)
-    assert not drift_reports.cooling_down(last, verdict("2013-10-09", True), timedelta(0))
-    assert not drift_reports.cooling_down(None, verdict("2013-10-09", True), week)
+    assert monitoring.cooling_down(last, verdict("2013-10-14", True), week)
+    assert not monitoring.cooling_down(last, verdict("2013-10-15", True), week)
+    assert not monitoring.cooling_down(last, verdict("2013-10-09", True), timedelta(0))
+    assert not monitoring.cooling_down(None, verdict("2013-10-09", True), week)
