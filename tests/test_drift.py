@@ -1,6 +1,6 @@
 """The drift monitor on real 2013 weeks: quiet on a normal week, loud on a faulty sensor
-or a capped inverter, plain about too little data, and its figures on a real
-Pushgateway."""
+or a capped inverter (faults applied as the replayer applies them), plain about too
+little data, and its figures on a real Pushgateway."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from solar_mlops import drift
 from solar_mlops.data import TimeWindow
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.predictor import PowerModel
+from solar_mlops.replay import Fault, traffic
 from solar_mlops.training import Prepared
 
 # The backtest's promise for the tuned defaults (docs/benchmarks.md, mean over 2013).
@@ -36,17 +37,19 @@ def reference(prepared: Prepared, model: PowerModel) -> pd.DataFrame:
     )
 
 
+LOW_GHI = Fault("irradiance-low", 0.8)
+CAPPED = Fault("inverter-cap", 0.7)
+
+
 def store_rows(
     prepared: Prepared, model: PowerModel, builder: FeatureBuilder, window: TimeWindow,
-    ghi_factor: float = 1.0,
+    *faults: Fault,
 ) -> pd.DataFrame:  # fmt: skip
-    """A week as the prediction store holds it: the weather sent, the forecast served
-    for it, and the measured power."""
+    """A week as the prediction store holds it after a replay with ``faults``: the weather
+    sent, the forecast served for it, and the measured power."""
     frame = prepared.frame[window.mask(pd.DatetimeIndex(prepared.frame.index))]
-    weather = frame[["ghi", "temp_air"]].assign(ghi=frame["ghi"] * ghi_factor)
-    return weather.assign(
-        predicted_w=model.predict(builder.build(weather)), measured_w=frame["ac_power"]
-    )
+    sent = traffic(frame, faults, prepared.site)
+    return sent.assign(predicted_w=model.predict(builder.build(sent[["ghi", "temp_air"]])))
 
 
 def test_a_normal_week_raises_no_alarm(prepared, model, builder, reference) -> None:
@@ -57,6 +60,9 @@ def test_a_normal_week_raises_no_alarm(prepared, model, builder, reference) -> N
         assert result.day_rows > 100 and result.night_rows > 100
         assert set(result.scores) == set(drift.DriftConfig().thresholds)
         assert 0.03 < result.nrmse < PROMISED
+        config = drift.DriftConfig()
+        assert 0.9 < result.surplus_ratio < config.max_surplus_ratio
+        assert result.clipped_rows < config.min_clipped_rows
         assert "no data drift" in result.reason and "no performance drift" in result.reason
         assert "<html" in result.report_html.lower()
 
@@ -64,22 +70,47 @@ def test_a_normal_week_raises_no_alarm(prepared, model, builder, reference) -> N
 def test_an_irradiance_sensor_reading_20_percent_low_is_data_drift(
     prepared, model, builder, reference
 ) -> None:
-    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    rows = store_rows(prepared, model, builder, AUTUMN, LOW_GHI)
     result = drift.monitor(rows, reference, PROMISED)
     assert result.data_drift, result.reason
     assert "measured_to_physical" in result.drifted
     assert "data drift in measured_to_physical" in result.reason
 
 
+def test_a_low_irradiance_reading_shows_as_the_plant_beating_its_forecast(
+    prepared, model, builder, reference
+) -> None:
+    # In this summer week the meter-versus-physics score stays under its threshold (0.48
+    # against 0.6), but the forecast follows the low reading: the plant beats it by ~20 %.
+    rows = store_rows(prepared, model, builder, SUMMER, LOW_GHI)
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.performance_drift, result.reason
+    assert result.surplus_ratio > drift.DriftConfig().max_surplus_ratio
+    assert "the irradiance reading is likely too low" in result.reason
+
+
 def test_an_inverter_capped_at_70_percent_is_performance_drift(
     prepared, model, builder, reference
 ) -> None:
-    rows = store_rows(prepared, model, builder, AUTUMN)
-    rows["measured_w"] = rows["measured_w"].clip(upper=0.7 * prepared.site.capacity_w)
+    rows = store_rows(prepared, model, builder, AUTUMN, CAPPED)
     result = drift.monitor(rows, reference, PROMISED)
     assert result.performance_drift, result.reason
     assert result.peak_ratio < drift.DriftConfig().min_peak_ratio
     assert "performance drift: the plant delivers" in result.reason
+
+
+def test_a_cap_that_clips_a_summer_week_is_seen_at_its_ceiling(
+    prepared, model, builder, reference
+) -> None:
+    # The 45° array seldom passes 70 % of capacity in June: the high-forecast rows still
+    # meet the forecast, but the clipped rows sit at one ceiling under it.
+    rows = store_rows(prepared, model, builder, SUMMER, CAPPED)
+    result = drift.monitor(rows, reference, PROMISED)
+    config = drift.DriftConfig()
+    assert result.peak_ratio >= config.min_peak_ratio
+    assert result.performance_drift, result.reason
+    assert result.clipped_rows >= config.min_clipped_rows
+    assert "measured power sits at a ceiling of 2205 W" in result.reason
 
 
 def test_night_only_is_not_enough_data_not_an_alarm(prepared, model, builder, reference) -> None:
@@ -93,7 +124,7 @@ def test_night_only_is_not_enough_data_not_an_alarm(prepared, model, builder, re
 
 
 def test_no_actuals_yet_judges_the_inputs_only(prepared, model, builder, reference) -> None:
-    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    rows = store_rows(prepared, model, builder, AUTUMN, LOW_GHI)
     rows["measured_w"] = float("nan")
     result = drift.monitor(rows, reference, PROMISED)
     assert not result.performance_drift and pd.isna(result.nrmse)
@@ -120,7 +151,7 @@ def test_bad_input_is_refused_in_words(prepared, model, builder, reference) -> N
 def test_figures_reach_a_real_pushgateway(
     tmp_path: Path, prepared, model, builder, reference
 ) -> None:
-    rows = store_rows(prepared, model, builder, AUTUMN, ghi_factor=0.8)
+    rows = store_rows(prepared, model, builder, AUTUMN, LOW_GHI)
     result = drift.monitor(rows, reference, PROMISED)
     with pushgateway(tmp_path) as url:
         drift.push_metrics(result, url, model_version="7")
@@ -129,7 +160,10 @@ def test_figures_reach_a_real_pushgateway(
     lines = [line for line in text.splitlines() if line.startswith("solar_drift_")]
     labels = 'instance="",job="solar_mlops_drift",model_version="7"'
     assert f"solar_drift_data_drift{{{labels}}} 1" in lines
-    assert f"solar_drift_performance_drift{{{labels}}} 0" in lines
+    assert f"solar_drift_performance_drift{{{labels}}} 1" in lines
+    assert f"solar_drift_clipped_rows{{{labels}}} 0" in lines
+    surplus = next(line for line in lines if line.startswith("solar_drift_surplus_ratio{"))
+    assert abs(float(surplus.split()[-1]) - result.surplus_ratio) < 1e-9
     score = result.scores["measured_to_physical"]
     assert any(
         line.startswith('solar_drift_feature_score{feature="measured_to_physical"')

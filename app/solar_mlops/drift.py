@@ -9,8 +9,9 @@ arrives). Two questions, each answered only on daytime rows (sun above
   meter against physics) look like the same weeks of the training years? Evidently
   computes one drift score per ratio.
 - performance drift: once actuals exist, is the window's nRMSE within a tolerance of
-  what the backtest promised, and does the plant still deliver what the model expects
-  when it expects high output?
+  what the backtest promised, does the plant still deliver what the model expects when
+  it expects high output (and not far more: a low irradiance reading), and does its
+  output sit at a flat ceiling while the model expects more (an inverter limit)?
 
 Too few rows is "not enough data", never an alarm. The thresholds and why they are
 what they are: docs/drift.md.
@@ -75,6 +76,15 @@ class DriftConfig:
     peak_share: float = 0.6
     # Alarm when the plant delivers less than this share of the model's peak forecast.
     min_peak_ratio: float = 0.92
+    # Rows where the model expects at least this share of capacity, for the surplus
+    # check: lower than peak_share because a low GHI reading lowers the forecast too.
+    surplus_share: float = 0.4
+    # Alarm when the plant delivers more than this multiple of the forecast there.
+    max_surplus_ratio: float = 1.14
+    # A capped inverter: rows within this share of capacity of the window's highest
+    # measured power, with the forecast above that ceiling; alarm from this many rows.
+    clip_tolerance: float = 0.005
+    min_clipped_rows: int = 5
 
 
 @dataclass
@@ -94,6 +104,8 @@ class DriftResult:
     performance_drift: bool
     reason: str
     report_html: str = field(repr=False, default="")
+    surplus_ratio: float = float("nan")
+    clipped_rows: int = 0
 
     @property
     def drift(self) -> bool:
@@ -198,6 +210,8 @@ def monitor(
         performance_drift=performance.drift,
         reason=f"{data_note}; {performance.note}",
         report_html=html,
+        surplus_ratio=performance.surplus_ratio,
+        clipped_rows=performance.clipped_rows,
     )
 
 
@@ -250,6 +264,8 @@ class _Performance:
     rows: int
     nrmse: float
     peak_ratio: float
+    surplus_ratio: float
+    clipped_rows: int
     drift: bool
     note: str
 
@@ -260,17 +276,20 @@ def _performance(
     known = day[day["measured_w"].notna()]
     if len(known) < config.min_actual_rows:
         return _Performance(
-            len(known), float("nan"), float("nan"), False,
+            len(known), float("nan"), float("nan"), float("nan"), 0, False,
             f"performance: not enough data ({len(known)} daytime rows with actuals, "
             f"{config.min_actual_rows} needed)",
         )  # fmt: skip
     error = nrmse(known["predicted_w"], known["measured_w"], site.capacity_w)
     limit = promised * config.nrmse_tolerance
-    peak = known[known["predicted_w"] >= config.peak_share * site.capacity_w]
-    peak_ratio = (
-        float((peak["measured_w"] / peak["predicted_w"]).median())
-        if len(peak) >= config.min_peak_rows
-        else float("nan")
+    peak_ratio = _delivered_share(known, config.peak_share * site.capacity_w, config)
+    surplus_ratio = _delivered_share(known, config.surplus_share * site.capacity_w, config)
+    ceiling = float(known["measured_w"].max())
+    clipped = int(
+        (
+            (known["measured_w"] >= ceiling - config.clip_tolerance * site.capacity_w)
+            & (known["predicted_w"] > ceiling)
+        ).sum()
     )
     problems = []
     if error > limit:
@@ -280,12 +299,32 @@ def _performance(
             f"the plant delivers {peak_ratio:.0%} of the forecast where the model expects "
             f">= {config.peak_share:.0%} of capacity (alarm below {config.min_peak_ratio:.0%})"
         )
+    if surplus_ratio > config.max_surplus_ratio:
+        problems.append(
+            f"the plant delivers {surplus_ratio:.0%} of the forecast where the model expects "
+            f">= {config.surplus_share:.0%} of capacity (alarm above "
+            f"{config.max_surplus_ratio:.0%}): the irradiance reading is likely too low"
+        )
+    if clipped >= config.min_clipped_rows:
+        problems.append(
+            f"measured power sits at a ceiling of {ceiling:.0f} W on {clipped} rows where the "
+            f"model expects more (alarm from {config.min_clipped_rows}): an inverter limit"
+        )
     note = (
         "performance drift: " + "; ".join(problems)
         if problems
         else f"no performance drift (nRMSE {error:.1%}, limit {limit:.1%})"
     )
-    return _Performance(len(known), error, peak_ratio, bool(problems), note)
+    return _Performance(len(known), error, peak_ratio, surplus_ratio, clipped, bool(problems), note)
+
+
+def _delivered_share(known: pd.DataFrame, min_forecast_w: float, config: DriftConfig) -> float:
+    """Median of measured over forecast power where the forecast is at least
+    ``min_forecast_w``; NaN (not enough data) under ``min_peak_rows`` such rows."""
+    rows = known[known["predicted_w"] >= min_forecast_w]
+    if len(rows) < config.min_peak_rows:
+        return float("nan")
+    return float((rows["measured_w"] / rows["predicted_w"]).median())
 
 
 def validate(frame: pd.DataFrame, what: str) -> None:
@@ -343,6 +382,16 @@ def push_metrics(
         "solar_drift_peak_ratio",
         "measured over forecast power where the forecast is high",
         result.peak_ratio,
+    )
+    gauge(
+        "solar_drift_surplus_ratio",
+        "measured over forecast power where the forecast is at least moderate",
+        result.surplus_ratio,
+    )
+    gauge(
+        "solar_drift_clipped_rows",
+        "rows at the window's highest measured power while the forecast is above it",
+        result.clipped_rows,
     )
     for kind, rows in (
         ("day", result.day_rows),
