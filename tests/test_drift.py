@@ -113,6 +113,20 @@ def test_a_cap_that_clips_a_summer_week_is_seen_at_its_ceiling(
     assert "measured power sits at a ceiling of 2205 W" in result.reason
 
 
+def test_a_plant_that_is_down_is_not_called_an_inverter_limit(
+    prepared, model, builder, reference
+) -> None:
+    # Output at 2 % of what was measured (snow, an outage): a flat, low "ceiling" under
+    # every forecast, which is the peak ratio's finding, not a capped inverter's.
+    rows = store_rows(prepared, model, builder, SUMMER)
+    rows = rows.assign(measured_w=rows["measured_w"] * 0.02)
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.performance_drift, result.reason
+    assert result.peak_ratio < 0.1
+    assert result.clipped_rows == 0
+    assert "inverter limit" not in result.reason
+
+
 def test_night_only_is_not_enough_data_not_an_alarm(prepared, model, builder, reference) -> None:
     week = store_rows(prepared, model, builder, SUMMER)
     night = week[week.index.hour.isin([22, 23, 0, 1, 2, 3])]

@@ -51,7 +51,9 @@ def test_a_verdict_is_kept_with_its_report_scores_and_event(registry: Registry) 
     run_id = url.rsplit("/", 1)[-1]
     run = registry.client.get_run(run_id)
     assert run.data.tags["model_version"] == "3" and run.data.tags["event_id"] == "event-1"
-    assert run.data.metrics == {"measured_to_physical": 1.2}
+    assert run.data.metrics == {
+        "measured_to_physical": 1.2, "peak_ratio": 1.0, "clipped_rows": 0.0
+    }  # fmt: skip
     report = registry.client.download_artifacts(run_id, "evidently-report.html")
     assert Path(report).read_text() == "<html>report</html>"
 

@@ -85,6 +85,9 @@ class DriftConfig:
     # measured power, with the forecast above that ceiling; alarm from this many rows.
     clip_tolerance: float = 0.005
     min_clipped_rows: int = 5
+    # A ceiling below this share of capacity is a plant that is down (snow, an outage),
+    # not an inverter limit: the peak ratio reports it, clipping does not count it.
+    min_ceiling_share: float = 0.2
 
 
 @dataclass
@@ -285,11 +288,15 @@ def _performance(
     peak_ratio = _delivered_share(known, config.peak_share * site.capacity_w, config)
     surplus_ratio = _delivered_share(known, config.surplus_share * site.capacity_w, config)
     ceiling = float(known["measured_w"].max())
-    clipped = int(
-        (
-            (known["measured_w"] >= ceiling - config.clip_tolerance * site.capacity_w)
-            & (known["predicted_w"] > ceiling)
-        ).sum()
+    clipped = (
+        int(
+            (
+                (known["measured_w"] >= ceiling - config.clip_tolerance * site.capacity_w)
+                & (known["predicted_w"] > ceiling)
+            ).sum()
+        )
+        if ceiling >= config.min_ceiling_share * site.capacity_w
+        else 0
     )
     problems = []
     if error > limit:

@@ -84,7 +84,14 @@ def record(
         run_name=f"{result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}",
         tags=tags,
     )
-    for name, value in {**result.scores, "nrmse": result.nrmse}.items():
+    figures = {
+        **result.scores,
+        "nrmse": result.nrmse,
+        "peak_ratio": result.peak_ratio,
+        "surplus_ratio": result.surplus_ratio,
+        "clipped_rows": float(result.clipped_rows),
+    }
+    for name, value in figures.items():
         if math.isfinite(value):  # NaN: not enough data for that figure
             client.log_metric(run.info.run_id, name, value)
     client.log_text(run.info.run_id, result.report_html, "evidently-report.html")
