@@ -19,8 +19,9 @@ from datetime import timedelta
 import pandas as pd
 
 from solar_mlops import drift
-from solar_mlops.data import load_dataset
+from solar_mlops.data import TimeWindow, load_dataset
 from solar_mlops.drift import DriftResult
+from solar_mlops.predictor import PowerModel
 from solar_mlops.registry import Registry
 
 EXPERIMENT = "solar-drift"
@@ -44,18 +45,25 @@ def judge(
     recent: pd.DataFrame,
     progress: Callable[[str], None] = lambda _: None,
 ) -> DriftResult:
-    """``recent`` (shaped like ``store.recent_window``) against ``version``: the dataset
-    over its training window as the reference, its promise as the performance bar."""
+    """``recent`` (shaped like ``store.recent_window``) against a registered version:
+    its training window and promise come from the registry."""
     loaded = registry.load(version)
-    site = loaded.model.site
     trained_on, _ = registry.data_windows(version)
-    dataset = load_dataset(site)
-    reference = drift.training_reference(
-        dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], loaded.model
-    )
     promised, source = registry.promised_nrmse(version)
     progress(f"v{version} trained on {trained_on} promises {promised:.2%} nRMSE ({source})")
-    return drift.monitor(recent[list(drift.COLUMNS)], reference, promised, site=site)
+    return judge_model(loaded.model, trained_on, promised, recent)
+
+
+def judge_model(
+    model: PowerModel, trained_on: TimeWindow, promised_nrmse: float, recent: pd.DataFrame
+) -> DriftResult:
+    """``recent`` against ``model``: the dataset over ``trained_on`` as the reference,
+    ``promised_nrmse`` as the performance bar."""
+    dataset = load_dataset(model.site)
+    reference = drift.training_reference(
+        dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], model
+    )
+    return drift.monitor(recent[list(drift.COLUMNS)], reference, promised_nrmse, site=model.site)
 
 
 def _experiment_id(registry: Registry) -> str:
