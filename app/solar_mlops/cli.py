@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -15,8 +15,9 @@ from rich.table import Table
 from solar_mlops.data import TimeWindow
 from solar_mlops.errors import SolarMLOpsError
 from solar_mlops.gate import DEFAULT_MARGIN, GateDecision
-from solar_mlops.registry import Registry
-from solar_mlops.training import TrainingConfig
+
+if TYPE_CHECKING:
+    from solar_mlops.registry import Registry
 
 # Without a server, runs and the registry live in a SQLite file in the working folder.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -33,6 +34,9 @@ Window = Annotated[str, typer.Option(help="START..END, dates in the site's time 
 
 
 def _registry() -> Registry:
+    # MLflow and LightGBM take seconds to import: only the commands that need them do.
+    from solar_mlops.registry import Registry
+
     return Registry(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
 
 
@@ -61,6 +65,7 @@ def train_command(
 ) -> None:
     """Train -> evaluate -> register as challenger -> gate against the champion."""
     from solar_mlops.pipeline import train_and_register
+    from solar_mlops.training import TrainingConfig
 
     config = TrainingConfig(
         train=_window(train_window), test=_window(test_window), tune=tune, backtest=backtest
@@ -85,6 +90,7 @@ def evaluate_command(
 ) -> None:
     """Score a registered version against both baselines on the holdout."""
     from solar_mlops.pipeline import evaluate_version
+    from solar_mlops.training import TrainingConfig
 
     config = TrainingConfig(train=_window(train_window), test=_window(test_window))
     table = evaluate_version(_registry(), version, config)
@@ -100,6 +106,7 @@ def promote_command(
 ) -> None:
     """Put a version to the gate; it becomes champion only if it wins."""
     from solar_mlops.pipeline import run_gate
+    from solar_mlops.training import TrainingConfig
 
     registry = _registry()
     config = TrainingConfig(train=_window(train_window), test=_window(test_window))
