@@ -43,7 +43,7 @@ Runner artifacts (stdout, job_events/): `{result.artifacts}` on the worker.
 
 
 @flow(name="deploy", timeout_seconds=1800)
-def deploy(version: str, reason: str = "") -> dict[str, object]:
+def deploy(version: str | int, reason: str = "") -> dict[str, object]:
     """Check that ``version`` is registered, then run the blue-green playbook with its
     events in this run's log. A failed rollout fails the run with the playbook's reason
     and is not retried: the playbook left traffic where it was, and the same version
@@ -51,7 +51,8 @@ def deploy(version: str, reason: str = "") -> dict[str, object]:
     logger = get_run_logger()
     settings = FlowSettings()
     registry = open_registry(settings)
-    number = require_version(registry, version)
+    # `prefect deployment run -p version=7` sends a number; an alias is a string.
+    number = require_version(registry, str(version))
     logger.info("deploying %s v%s (%s)", registry.name, number, reason or "no reason given")
     try:
         result = deploy_model(

@@ -323,7 +323,7 @@ def test_rollback_runs_the_playbook_and_fails_with_its_reason(platform: Platform
 def test_deploying_a_version_that_does_not_exist_fails_before_any_playbook(
     platform: Platform, first: dict[str, Any]
 ) -> None:
-    state = deploy(version="99", return_state=True)
+    state = deploy(version=99, return_state=True)  # as `-p version=99` sends it
     assert state.is_failed()
     assert "model 'solar-power' has no version 99" in state.message
 
