@@ -10,7 +10,7 @@ RUN := $(UV) run --locked
 # Debian packages the tests and the lab need: a real Postgres for the prediction store,
 # the Docker engine and debootstrap for hermetic images, wrk for the benchmarks, Vagrant
 # (with its libvirt provider) to validate the Vagrantfile.
-APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt prometheus-pushgateway
+APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt prometheus-pushgateway prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help
