@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -126,6 +127,23 @@ def pushgateway(root: Path) -> Iterator[str]:
         "--persistence.file=",
     ]  # fmt: skip
     with running(command, f"{url}/-/ready", root / "pushgateway.log", timeout=30):
+        yield url
+
+
+@contextlib.contextmanager
+def prometheus_server(root: Path, config: dict[str, object], port: int) -> Iterator[str]:
+    """Debian's Prometheus on 127.0.0.1:``port`` (from ``free_port``, so that ``config``
+    can name it) with ``config`` as its prometheus.yml (JSON is YAML); its TSDB lives
+    in ``root``."""
+    url = f"http://127.0.0.1:{port}"
+    root.mkdir(parents=True, exist_ok=True)
+    config_file = root / "prometheus.yml"
+    config_file.write_text(json.dumps(config, indent=2))
+    command = [
+        "prometheus", f"--config.file={config_file}", f"--storage.tsdb.path={root / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]  # fmt: skip
+    with running(command, f"{url}/-/ready", root / "prometheus.log", timeout=60):
         yield url
 
 
