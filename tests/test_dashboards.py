@@ -24,13 +24,16 @@ would, query by query, with the dashboard variables substituted as Grafana does 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -231,8 +234,7 @@ def role_config(root: Path, colours: dict[str, str], gateway: str, port: int) ->
          "--extra-vars", f"@{PROMETHEUS_ROLE / 'vars' / 'main.yml'}",
          "--extra-vars", json.dumps(settings)],
         capture_output=True, text=True, cwd=root, timeout=120,
-        env={"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
-             "PATH": str(Path(venv_bin("ansible")).parent) + ":/usr/bin:/bin"},
+        env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rendered = json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["rendered"]
@@ -246,6 +248,18 @@ def role_config(root: Path, colours: dict[str, str], gateway: str, port: int) ->
         "rule_files": rendered["rule_files"],
         "scrape_configs": rendered["scrape_configs"],
     }
+
+
+def colour_server(root: Path, registry: str, colour: str) -> AbstractContextManager[str]:
+    """One colour as deployed: gunicorn (one worker here) with its colour and its own
+    model cache and prediction store."""
+    env = {
+        "MLFLOW_TRACKING_URI": registry,
+        "SOLAR_COLOUR": colour,
+        "SOLAR_MODEL_CACHE_DIR": str(root / colour / "model-cache"),
+        "SOLAR_PREDICTION_STORE_URL": f"sqlite:///{root / colour / 'predictions.db'}",
+    }
+    return gunicorn_server(root / colour, env, workers=1)
 
 
 def send_traffic(colours: dict[str, str], prepared: Prepared) -> None:
@@ -309,22 +323,21 @@ def prometheus(
     root = tmp_path_factory.mktemp("dashboards")
     uri, outcome = embedded_registry
     with ExitStack() as stack:
-        colours = {}
-        for colour in COLOURS:
-            env = {
-                "MLFLOW_TRACKING_URI": uri,
-                "SOLAR_COLOUR": colour,
-                "SOLAR_MODEL_CACHE_DIR": str(root / colour / "model-cache"),
-                "SOLAR_PREDICTION_STORE_URL": f"sqlite:///{root / colour / 'predictions.db'}",
-            }
-            colours[colour] = stack.enter_context(gunicorn_server(root / colour, env, workers=1))
         gateway = stack.enter_context(pushgateway(root / "pushgateway"))
+        # Both colours boot at once (each loads its model) while the drift monitor runs.
+        with ThreadPoolExecutor(len(COLOURS) + 1) as pool:
+            pushed = pool.submit(push_drift_figures, gateway, outcome, prepared)
+            starting = {
+                colour: pool.submit(stack.enter_context, colour_server(root, uri, colour))
+                for colour in COLOURS
+            }
+            colours = {colour: started.result() for colour, started in starting.items()}
+            pushed.result()
         port = free_port()
         config = role_config(root, colours, gateway, port)
         url = stack.enter_context(prometheus_server(root / "prometheus", config, port))
 
         send_traffic(colours, prepared)
-        push_drift_figures(gateway, outcome, prepared)
         # Every colour, the Pushgateway and Prometheus itself.
         wait_for_two_scrapes(url, targets=len(COLOURS) + 2, since=time.time())
         yield Live(url, config["rule_files"])
