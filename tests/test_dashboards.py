@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from servers import REPO, free_port, gunicorn_server, prometheus_server, pushgateway, venv_bin
 from test_drift import AUTUMN, PROMISED, store_rows
 from test_service_gunicorn import call
@@ -79,13 +80,13 @@ FAULT_MATCHERS = {'status=~"5.."': "a healthy service answers no 5xx"}
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _TOKEN = re.compile(
     rf"""
-      {_STRING}                                                        # a string
-    | \[[^\]]*\]                                                       # a range
-    | \b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)  # label lists
-    | (?P<name>[A-Za-z_:][\w:]*)?\s*(?P<matchers>\{{(?:{_STRING}|[^"}}])*\}})
+      {_STRING}                                                          # a string
+    | \[[^\]]*\]                                                         # a range
+    | \b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)    # label lists
+    | (?P<name>[A-Za-z_:][\w:]*)?\s*(?P<matchers>\{{(?:{_STRING}|[^"}}])*\}})  # a selector
     | [A-Za-z_]\w*(?=\s*(?:\(|\b(?:by|without)\b))                       # a function
-    | (?P<word>[A-Za-z_:][\w:]*)
-    | \d[\w.]*                                                         # a number
+    | (?P<word>[A-Za-z_:][\w:]*)                                         # a bare metric
+    | \d[\w.]*                                                           # a number
     """,
     re.VERBOSE,
 )
@@ -343,9 +344,11 @@ def prometheus(
         yield Live(url, config["rule_files"])
 
 
-def test_the_dashboards_pass_the_roles_check_and_use_its_data_source() -> None:
+def test_the_role_provisions_every_dashboard_checked_and_on_its_data_source() -> None:
     files = sorted(str(path) for path in DASHBOARDS.glob("*.json"))
-    assert len(files) == 3
+    role_vars = yaml.safe_load((REPO / "roles/grafana/vars/main.yml").read_text())
+    provisioned = [Path(path).name for path in role_vars["_grafana_builtin_dashboards"]]
+    assert sorted(provisioned) == sorted(Path(path).name for path in files)
     checked = subprocess.run(
         [venv_bin("python"), str(REPO / "roles/grafana/files/check_dashboards.py"), *files],
         capture_output=True, text=True, check=True,
