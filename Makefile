@@ -9,8 +9,9 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --locked
 # Debian packages the tests and the lab need: a real Postgres for the prediction store,
 # the Docker engine and debootstrap for hermetic images, wrk for the benchmarks, Vagrant
-# (with its libvirt provider) to validate the Vagrantfile.
-APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt prometheus-pushgateway prometheus
+# (with its libvirt provider) to validate the Vagrantfile, Prometheus, its Pushgateway
+# and Alertmanager for the alerting and dashboard tests.
+APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt prometheus-pushgateway prometheus prometheus-alertmanager
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help

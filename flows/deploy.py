@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from flows.common import open_registry, require_version
 from flows.settings import FlowSettings
 from solar_mlops.errors import PlaybookFailedError
 from solar_mlops.playbook_runner import PlaybookResult, deploy_model, log_event
+from solar_mlops.rollout_metrics import push_outcome
 
 # Ansible is stopped before the flow's own timeout, so the reason names the task in flight.
 PLAYBOOK_TIMEOUT_S = 1500
@@ -42,7 +49,28 @@ Runner artifacts (stdout, job_events/): `{result.artifacts}` on the worker.
     )
 
 
-@flow(name="deploy", timeout_seconds=1800)
+def outcome_hooks(action: str) -> dict[str, list[Callable[[Flow[Any, Any], FlowRun, State], None]]]:
+    """State hooks pushing whether the run failed (``rollout_metrics``), for every way a
+    run ends: a refused version, a timeout and a cancellation reach the alert too."""
+
+    def push(flow: Flow[Any, Any], run: FlowRun, state: State) -> None:
+        logger = flow_run_logger(run, flow)
+        gateway = FlowSettings().pushgateway_url
+        if not gateway:
+            logger.warning("SOLAR_PUSHGATEWAY_URL is not set: the %s outcome is not pushed", action)
+            return
+        version = str(run.parameters.get("version", ""))
+        try:
+            push_outcome(gateway, action, failed=not state.is_completed(), version=version)
+        except OSError as exc:  # the outcome stands; only its metric is missing
+            logger.warning("could not push the %s outcome to %s: %s", action, gateway, exc)
+
+    return {
+        hook: [push] for hook in ("on_completion", "on_failure", "on_crashed", "on_cancellation")
+    }
+
+
+@flow(name="deploy", timeout_seconds=1800, **outcome_hooks("deploy"))
 def deploy(version: str | int, reason: str = "") -> dict[str, object]:
     """Check that ``version`` is registered, then run the blue-green playbook with its
     events in this run's log. A failed rollout fails the run with the playbook's reason

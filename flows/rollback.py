@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.deploy import PLAYBOOK_TIMEOUT_S, actor, playbook_artifact
+from flows.deploy import PLAYBOOK_TIMEOUT_S, actor, outcome_hooks, playbook_artifact
 from flows.settings import FlowSettings
 from solar_mlops import playbook_runner
 from solar_mlops.errors import PlaybookFailedError
 
 
-@flow(name="rollback", timeout_seconds=1800)
+@flow(name="rollback", timeout_seconds=1800, **outcome_hooks("rollback"))
 def rollback(reason: str = "") -> dict[str, object]:
     """Flip traffic back to the colour that served before; fails with the playbook's
     reason (never retried: a rollback that failed needs an operator's look)."""

@@ -2,9 +2,10 @@
 
 The world is real: two gunicorn colours (blue and green, one worker each) serving a
 version from a real MLflow registry, a Pushgateway holding a real ``drift.push_metrics``
-push of a real 2013 week, and Debian's Prometheus scraping them with the prometheus
-role's own scrape jobs (rendered by Ansible from the role's defaults and vars, so the job
-names and target labels are the production ones) and loading the role's rule files.
+push of a real 2013 week and a deploy's ``rollout_metrics`` push, and Debian's
+Prometheus scraping them with the prometheus role's own scrape jobs (rendered by Ansible
+from the role's defaults and vars, so the job names and target labels are the
+production ones) and loading the role's rule files.
 Grafana does not run here (no Debian package, design §7): the test does what Grafana
 would, query by query, with the dashboard variables substituted as Grafana does for
 "All".
@@ -45,7 +46,7 @@ from servers import REPO, free_port, gunicorn_server, prometheus_server, pushgat
 from test_drift import AUTUMN, PROMISED, store_rows
 from test_service_gunicorn import call
 
-from solar_mlops import drift
+from solar_mlops import drift, rollout_metrics
 from solar_mlops.data import TimeWindow
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.pipeline import TrainOutcome
@@ -276,14 +277,16 @@ def send_traffic(colours: dict[str, str], prepared: Prepared) -> None:
             assert status == 200
 
 
-def push_drift_figures(gateway: str, outcome: TrainOutcome, prepared: Prepared) -> None:
-    """monitor_drift's push for the served version, on a real autumn week with actuals."""
+def push_loop_figures(gateway: str, outcome: TrainOutcome, prepared: Prepared) -> None:
+    """monitor_drift's push for the served version, on a real autumn week with actuals,
+    and the deploy flow's push of that version's rollout."""
     model, frame = outcome.result.model, prepared.frame
     builder = FeatureBuilder(prepared.site)
     training = TimeWindow("2011-01-01", "2012-12-31").mask(pd.DatetimeIndex(frame.index))
     reference = drift.training_reference(frame[training], model)
     result = drift.monitor(store_rows(prepared, model, builder, AUTUMN), reference, PROMISED)
     drift.push_metrics(result, gateway, model_version=outcome.version.version)
+    rollout_metrics.push_outcome(gateway, "deploy", failed=False, version=outcome.version.version)
 
 
 def wait_for_two_scrapes(url: str, targets: int, since: float, timeout: float = 60) -> None:
@@ -327,7 +330,7 @@ def prometheus(
         gateway = stack.enter_context(pushgateway(root / "pushgateway"))
         # Both colours boot at once (each loads its model) while the drift monitor runs.
         with ThreadPoolExecutor(len(COLOURS) + 1) as pool:
-            pushed = pool.submit(push_drift_figures, gateway, outcome, prepared)
+            pushed = pool.submit(push_loop_figures, gateway, outcome, prepared)
             starting = {
                 colour: pool.submit(stack.enter_context, colour_server(root, uri, colour))
                 for colour in COLOURS

@@ -10,7 +10,6 @@ Failures name their cause: a missing version, an unreachable MLflow.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pandas as pd
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 from prefect.testing.cli import invoke_and_assert
+from prometheus_client.parser import text_string_to_metric_families
 from servers import (
     REPO,
     free_port,
@@ -202,12 +202,18 @@ def serve_week(platform: Platform, week: TimeWindow, version: str, ghi_factor: f
     )
 
 
-def pushed(gateway: str, metric: str, version: str) -> float:
+def pushed(gateway: str, metric: str, **labels: str) -> float | None:
+    """The value of the series of ``metric`` with ``labels`` on the Pushgateway (None:
+    there is none)."""
     text = httpx.get(f"{gateway}/metrics").text
-    pattern = rf'^{metric}{{[^}}]*model_version="{version}"[^}}]*}} (\S+)$'
-    found = re.search(pattern, text, re.MULTILINE)
-    assert found, f"{metric} for v{version} not on the Pushgateway"
-    return float(found.group(1))
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric and labels.items() <= sample.labels.items()
+    ]
+    assert len(values) <= 1, f"{len(values)} series of {metric} with {labels}"
+    return values[0] if values else None
 
 
 def test_an_empty_store_is_nothing_to_judge_and_an_empty_week_is_named(
@@ -245,13 +251,13 @@ def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
     quiet = monitor_drift()  # the window ends at the newest prediction: 2013-06-10
     assert not quiet["drift"], quiet["reason"]
     assert quiet["event"] is None
-    assert pushed(platform.gateway, "solar_drift_data_drift", champion) == 0
+    assert pushed(platform.gateway, "solar_drift_data_drift", model_version=champion) == 0
 
     serve_week(platform, FAULTY, champion, ghi_factor=0.8)
     loud = monitor_drift()
     assert loud["drift"], loud["reason"]
     assert "measured_to_physical" in loud["reason"]
-    assert pushed(platform.gateway, "solar_drift_data_drift", champion) == 1
+    assert pushed(platform.gateway, "solar_drift_data_drift", model_version=champion) == 1
     # The fault lasts: the next run sees it again and, cooling down, raises nothing.
     again = monitor_drift()
     assert again["drift"] and again["event"] is None
@@ -284,6 +290,12 @@ def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
     assert f"deploy v{challenger} failed" in artifact(
         platform.api, "solar-playbook", deployed["id"]
     )
+    # The worker's state hook tells Prometheus, shortly after the run's final state.
+    for _ in range(20):
+        if pushed(platform.gateway, "solar_deploy_failed", action="deploy", version=challenger):
+            break
+        time.sleep(0.5)
+    assert pushed(platform.gateway, "solar_deploy_failed", action="deploy", version=challenger) == 1
 
 
 def test_a_challenger_that_loses_the_gate_is_recorded_and_announces_nothing(
@@ -318,6 +330,7 @@ def test_rollback_runs_the_playbook_and_fails_with_its_reason(platform: Platform
     assert "Read how to reach the switch" in state.message and "on localhost" in state.message
     summary = artifact(platform.api, "solar-playbook", str(state.state_details.flow_run_id))
     assert "rollback failed" in summary
+    assert pushed(platform.gateway, "solar_deploy_failed", action="rollback") == 1
 
 
 def test_deploying_a_version_that_does_not_exist_fails_before_any_playbook(
@@ -326,6 +339,7 @@ def test_deploying_a_version_that_does_not_exist_fails_before_any_playbook(
     state = deploy(version=99, return_state=True)  # as `-p version=99` sends it
     assert state.is_failed()
     assert "model 'solar-power' has no version 99" in state.message
+    assert pushed(platform.gateway, "solar_deploy_failed", action="deploy", version="99") == 1
 
 
 def test_an_unreachable_mlflow_fails_the_run_with_its_address(
