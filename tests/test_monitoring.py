@@ -73,6 +73,7 @@ def test_the_last_announcement_is_the_latest_window_that_raised_an_event(
     assert last is not None
     assert (last.event_id, last.model_version) == ("event-2", "4")
     assert last.window_end == pd.Timestamp("2013-10-22", tz="UTC")
+    assert last.window_start == last.window_end - WEEK
 
 
 def test_drift_cools_down_in_traffic_time_across_model_versions(registry: Registry) -> None:

@@ -34,6 +34,7 @@ class Announcement:
     """A drift event raised for one window."""
 
     event_id: str
+    window_start: pd.Timestamp
     window_end: pd.Timestamp
     model_version: str
 
@@ -121,6 +122,7 @@ def last_announcement(registry: Registry) -> Announcement | None:
     announced = [
         Announcement(
             event_id=run.data.tags["event_id"],
+            window_start=pd.Timestamp(run.data.tags["window_start"]),
             window_end=pd.Timestamp(run.data.tags["window_end"]),
             model_version=run.data.tags["model_version"],
         )
