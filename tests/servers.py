@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def venv_bin(name: str) -> str:
     """A console script of the running interpreter's environment, whatever PATH says."""
@@ -147,7 +149,22 @@ def prometheus_server(root: Path, config: dict[str, object], port: int) -> Itera
         yield url
 
 
-REPO = Path(__file__).resolve().parents[1]
+@contextlib.contextmanager
+def alertmanager(root: Path, config: dict[str, object]) -> Iterator[str]:
+    """Debian's Alertmanager on 127.0.0.1 with ``config`` as its alertmanager.yml (JSON
+    is YAML), alone (no cluster), its state in ``root``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root.mkdir(parents=True, exist_ok=True)
+    config_file = root / "alertmanager.yml"
+    config_file.write_text(json.dumps(config, indent=2))
+    command = [
+        "prometheus-alertmanager", f"--config.file={config_file}",
+        f"--storage.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]  # fmt: skip
+    with running(command, f"{url}/-/ready", root / "alertmanager.log", timeout=30):
+        yield url
 
 
 @contextlib.contextmanager
@@ -172,6 +189,25 @@ def prefect_server(root: Path) -> Iterator[str]:
     # A fresh clone's first start also installs the server's environment from its lock.
     with running(command, f"{url}/health", root / "prefect-server.log", timeout=300, env=env):
         yield url
+
+
+def register_flows(api: str, home: Path, pool: str) -> None:
+    """Create the process work pool ``pool`` and register flows/prefect.yaml's
+    deployments on the server at ``api``, as an operator does from the repository's
+    root; in this process, which has imported the flows already (a new one would take
+    ~20 s more)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+    from prefect.testing.cli import invoke_and_assert
+
+    with (
+        contextlib.chdir(REPO),
+        temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: home}),
+    ):
+        invoke_and_assert(["work-pool", "create", pool, "--type", "process"], expected_code=0)
+        invoke_and_assert(
+            ["--no-prompt", "deploy", "--all", "--prefect-file", "flows/prefect.yaml"],
+            expected_code=0,
+        )
 
 
 @contextlib.contextmanager

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-from prefect.testing.cli import invoke_and_assert
 from prometheus_client.parser import text_string_to_metric_families
 from servers import (
     REPO,
@@ -31,6 +30,7 @@ from servers import (
     prefect_server,
     prefect_worker,
     pushgateway,
+    register_flows,
     venv_bin,
 )
 from sqlalchemy.engine import Engine
@@ -63,12 +63,6 @@ class Platform:
     engine: Engine
 
 
-def prefect(*args: str) -> None:
-    """The prefect CLI as an operator runs it from the repository's root; in this
-    process, which has imported the flows already (a new one would take ~20 s more)."""
-    invoke_and_assert(list(args), expected_code=0)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("flows")
@@ -99,9 +93,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         for name, value in env.items():
             patch.setenv(name, value)
         patch.chdir(REPO)
-        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: root / "client-home"}):
-            prefect("work-pool", "create", POOL, "--type", "process")
-            prefect("--no-prompt", "deploy", "--all", "--prefect-file", "flows/prefect.yaml")
+        register_flows(api, root / "client-home", POOL)
         # The operator's choice for this run: the fast training (no grid search, no
         # backtest), so the retraining takes seconds rather than an hour.
         retrain = deployment(api, "retrain/retrain")
