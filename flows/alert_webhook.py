@@ -144,6 +144,12 @@ def start_retrain(incident: monitoring.Announcement) -> FlowRun:
     )
 
 
+def refusal(code: int, detail: str) -> HTTPException:
+    """An answer Alertmanager only counts as failed: the reason goes to the journal."""
+    logger.warning("%s", detail)
+    return HTTPException(code, detail)
+
+
 app = FastAPI(title="solar-mlops alert webhook", version="1")
 
 
@@ -169,13 +175,13 @@ def receive(notification: Notification) -> Answer:
             Registry(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
         )
     except (MlflowException, OSError) as exc:  # Alertmanager retries a 5xx
-        raise HTTPException(
+        raise refusal(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"could not read the drift announcements from MLflow at "
             f"{settings.mlflow_tracking_uri}: {exc}",
         ) from exc
     if incident is None:
-        raise HTTPException(
+        raise refusal(
             status.HTTP_409_CONFLICT,
             f"{names} fire, but MLflow ({settings.mlflow_tracking_uri}, experiment "
             f"{monitoring.EXPERIMENT}) holds no drift announcement, so there is no window to "
@@ -194,13 +200,13 @@ def receive(notification: Notification) -> Answer:
             )
         run = start_retrain(incident)
     except ObjectNotFound as exc:
-        raise HTTPException(
+        raise refusal(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"Prefect has no deployment {RETRAIN}: register flows/prefect.yaml "
             "(the prefect role does)",
         ) from exc
     except httpx.HTTPError as exc:  # Prefect down or refusing: Alertmanager retries a 5xx
-        raise HTTPException(
+        raise refusal(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach Prefect: {exc}"
         ) from exc
     detail = (
