@@ -171,6 +171,10 @@ def receive(notification: Notification) -> Answer:
     names = ", ".join(sorted({a.labels.get("alertname", "?") for a in drifting}))
     settings = FlowSettings()
     try:
+        settings.require("mlflow_tracking_uri")
+    except ValueError as exc:  # else MLflow would open a SQLite file in the working folder
+        raise refusal(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    try:
         incident = monitoring.last_announcement(
             Registry(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
         )
