@@ -48,9 +48,10 @@ from flows.settings import FlowSettings
 from solar_mlops import monitoring
 from solar_mlops.registry import Registry
 
-# Under uvicorn only its own loggers print: each decision goes to the journal too.
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# Prefect's logging (set up when it is imported) keeps the root at WARNING: each
+# decision, a started run included, goes to the journal.
 logger = logging.getLogger("solar_mlops.alert_webhook")
+logger.setLevel(logging.INFO)
 
 RETRAIN = "retrain/retrain"
 # Retrain runs searched for one of the incident: more than a year of weekly incidents.
