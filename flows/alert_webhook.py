@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -35,7 +34,7 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow.exceptions import MlflowException
 from prefect import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
@@ -70,14 +69,12 @@ class WebhookSettings(BaseSettings):
 class Alert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
-    startsAt: datetime  # noqa: N815 (Alertmanager's field names)
 
 
 class Notification(BaseModel):
-    """Alertmanager's webhook body (version 4), the fields this receiver reads."""
+    """Alertmanager's webhook body (version 4): the fields this receiver reads."""
 
     status: Literal["firing", "resolved"]
-    groupKey: str  # noqa: N815
     alerts: list[Alert]
 
 
@@ -116,7 +113,6 @@ def run_for(incident: monitoring.Announcement) -> FlowRun | None:
         deployment = client.read_deployment_by_name(RETRAIN)
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=SEARCH_DEPTH,
         )
