@@ -81,10 +81,11 @@ lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' d
 	scripts/lab.sh down $(ARGS)
 
 .PHONY: molecule
-molecule: lab-images ## every Molecule scenario (molecule/<name>), one after the other
+molecule: lab-images ## every Molecule scenario (molecule/<name>), one after the other, timed
 	@for scenario in $$(ls molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
-	  echo "== molecule test -s $$scenario"; \
+	  echo "== molecule test -s $$scenario"; started=$$(date +%s); \
 	  PATH=$(CURDIR)/.venv/bin:$$PATH $(RUN) molecule test -s $$scenario || exit 1; \
+	  echo "== $$scenario passed in $$(( $$(date +%s) - started )) s"; \
 	done
 
 .PHONY: test
