@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prometheus_client.parser import text_string_to_metric_families
 from servers import (
@@ -257,6 +258,9 @@ def test_a_retraining_the_monitors_event_started_is_not_started_again(stack: Sta
             resource=model_resource(registry, "3"),
             payload=event_payload(result),
         )
+        # Send it now and stop the process's events worker, which stays bound to the
+        # server it first met: later tests' events must reach their own server.
+        EventsWorker.instance().drain()
     assert emitted is not None
     triggered = wait_for_new_run(stack.prefect, before)
     assert "alertmanager" not in triggered["tags"]
