@@ -40,7 +40,7 @@ class Registry:
     def __init__(self, name: str = MODEL_NAME, tracking_uri: str | None = None) -> None:
         self.name = name
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     # -- writing -------------------------------------------------------------------------
     def log_candidate(self, result: TrainingResult, config: TrainingConfig) -> ModelVersion:
@@ -189,8 +189,14 @@ class Registry:
                 f"model '{self.name}' has no version {version} at {self.tracking_uri}"
             ) from exc
         target = dst or Path(tempfile.mkdtemp(prefix=f"{self.name}-v{version}-"))
+        # MLflow resolves models:/ and the logged model behind it through its
+        # process-wide URIs: make them this registry's (as log_candidate does).
+        mlflow.set_tracking_uri(self.tracking_uri)
         local = mlflow.artifacts.download_artifacts(
-            f"models:/{self.name}/{version}", dst_path=str(target), tracking_uri=self.tracking_uri
+            f"models:/{self.name}/{version}",
+            dst_path=str(target),
+            tracking_uri=self.tracking_uri,
+            registry_uri=self.tracking_uri,
         )
         return load_model_dir(Path(local), self.name, version, meta.run_id or "")
 

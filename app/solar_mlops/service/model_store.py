@@ -109,7 +109,7 @@ def load_served_model(
 
 
 def _fetch(cache: ModelCache, name: str, requested: str, tracking_uri: str) -> tuple[str, str]:
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if requested.isdigit():
             version = client.get_model_version(name, requested)
@@ -125,8 +125,14 @@ def _fetch(cache: ModelCache, name: str, requested: str, tracking_uri: str) -> t
     number = str(version.version)
     if not cache.has(number):
         with tempfile.TemporaryDirectory() as scratch:
+            # MLflow resolves models:/ and the logged model behind it through its
+            # process-wide URIs: make them this service's registry.
+            mlflow.set_tracking_uri(tracking_uri)
             local = mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{number}", dst_path=scratch, tracking_uri=tracking_uri
+                f"models:/{name}/{number}",
+                dst_path=scratch,
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
             )
             cache.store(number, Path(local))
     cache.remember(requested, number, version.run_id or "")
