@@ -31,6 +31,15 @@ class RequestContext:
         request_id = supplied if _REQUEST_ID.match(supplied) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            counted = True
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            requests, latency = _series(endpoint, scope["method"], status)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -40,15 +49,17 @@ class RequestContext:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last byte leaves: a client holding its answer
+                # then always finds it in /metrics.
+                count()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            requests, latency = _series(endpoint, scope["method"], status)
-            requests.inc()
-            latency.observe(time.perf_counter() - started)
+            if not counted:
+                count()
 
 
 @functools.cache
