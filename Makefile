@@ -41,8 +41,8 @@ system-deps: ## install the Debian packages above when missing (root, or sudo)
 docker-engine: system-deps ## make sure a Docker engine answers (starts dockerd without systemd)
 	@$(SUDO) scripts/start-dockerd.sh
 
-.PHONY: demo
-demo: install ## train -> evaluate -> register -> gate, then list the registry
+.PHONY: train
+train: install ## on this machine: train -> evaluate -> register -> gate, then list the registry
 	$(RUN) solar train
 	$(RUN) solar models
 
@@ -75,6 +75,19 @@ lab-up: lab-archives ## start the container lab's hosts (LAB_INVENTORY, default 
 .PHONY: lab-site
 lab-site: lab-up ## the whole platform on the lab: playbooks/site.yml (README, "Set up")
 	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+
+# The API key comes from the inventory (SOLAR_API_KEY, else the demo value) into a
+# root-only file; `solar demo` reads it from there, never from its command line.
+.PHONY: demo
+demo: lab-site ## the whole loop on the lab: champion, faulty traffic, drift, retraining, rollout under load
+	@install -d -m 700 .cache/demo
+	@$(RUN) ansible -i $(LAB_INVENTORY) localhost -m ansible.builtin.copy \
+	  -a 'content={{ solar_api_key }} dest=$(CURDIR)/.cache/demo/api-key mode=0600' >/dev/null
+	$(RUN) solar demo --api-key-file .cache/demo/api-key --report .cache/demo/report.json
+
+.PHONY: demo-down
+demo-down: ## remove the lab the demo made, with its engines' data
+	scripts/lab.sh down --volumes
 
 .PHONY: lab-down
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)

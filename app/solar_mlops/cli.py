@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -49,7 +50,9 @@ def _window(text: str) -> TimeWindow:
 
 def _progress(started: float):
     def report(message: str) -> None:
-        console.log(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}")
+        console.print(
+            f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", soft_wrap=True, highlight=False
+        )
 
     return report
 
@@ -204,6 +207,46 @@ def replay_command(
         for line in replayer.summary.lines():
             console.print(line)
     if summary.failures:
+        raise typer.Exit(code=1)
+
+
+@app.command("demo")
+def demo_command(
+    api_key_file: Annotated[Path, typer.Option(help="file with the API key (/actuals)")],
+    api_url: Annotated[str, typer.Option(help="HAProxy's frontend")] = "http://127.0.0.1:8080",
+    mlflow_url: Annotated[str, typer.Option(help="MLflow")] = "http://127.0.0.1:5000",
+    prefect_url: Annotated[str, typer.Option(help="Prefect's API")] = "http://127.0.0.1:4200/api",
+    quick: Annotated[
+        bool, typer.Option(help="train without grid search and backtest (minutes, not hours)")
+    ] = True,
+    speed: Annotated[
+        float, typer.Option(min=0, help="replay speed of the fortnight; 0 = no waiting")
+    ] = 0.0,
+    load_rate: Annotated[
+        float, typer.Option(min=0.1, help="/predict requests a second while the loop reacts")
+    ] = 4.0,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="also write the summary here, as JSON")
+    ] = None,
+) -> None:
+    """The whole loop on a running platform (make demo): first champion, traffic with a
+    faulty sensor, drift, retraining, gate, rollout under load, then a summary."""
+    from solar_mlops import demo, replay
+
+    endpoints = demo.Endpoints(api=api_url, mlflow=mlflow_url, prefect=prefect_url)
+    scenario = demo.Scenario(quick=quick, speed=speed, load_rate=load_rate)
+    report = demo.run(
+        endpoints, scenario, replay.read_api_key(api_key_file), _progress(time.monotonic())
+    )
+    if report_file:
+        report_file.write_text(json.dumps(report.as_dict(), indent=2))
+    console.rule("summary")
+    for line in report.lines():
+        console.print(line, soft_wrap=True, highlight=False)
+    console.rule("where to look")
+    for url, what, credentials in demo.urls(endpoints):
+        console.print(f"{url:<30} {what:<44} {credentials}", soft_wrap=True, highlight=False)
+    if report.failed_requests:
         raise typer.Exit(code=1)
 
 

@@ -1,0 +1,402 @@
+"""The whole loop on a running platform, driven from outside as a user would: the first
+champion trained and deployed by the flows, replayed traffic whose irradiance sensor
+starts reading low, the monitor's drift event, the retraining it triggers, the gate's
+verdict and the winner's rollout under load. ``make demo`` runs it on the lab after
+``site.yml``; the platform scenario runs it at full speed as the end-to-end test.
+
+Everything goes through the platform's public interfaces: Prefect's API (deployments
+and the runs its automations start), MLflow's registry and HAProxy's frontend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.objects import FlowRun
+
+from solar_mlops import monitoring, replay
+from solar_mlops.data import TimeWindow
+from solar_mlops.errors import SolarMLOpsError
+from solar_mlops.registry import CHAMPION, Registry
+from solar_mlops.site import Site
+
+Say = Callable[[str], None]
+
+
+class DemoError(SolarMLOpsError):
+    """A step of the demo did not turn out as the loop promises; the message says which."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the platform answers (the lab's published ports by default)."""
+
+    api: str = "http://127.0.0.1:8080"
+    mlflow: str = "http://127.0.0.1:5000"
+    prefect: str = "http://127.0.0.1:4200/api"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The story: a fortnight of traffic whose second week has a faulty sensor, then load
+    from the weeks after it while the loop reacts.
+
+    ``quick`` trains without grid search and backtest (about a minute instead of many),
+    for the first model and, for the demo's duration, for the retraining deployment.
+    """
+
+    quick: bool = True
+    traffic: TimeWindow = TimeWindow("2013-09-24", "2013-10-07")
+    fault: str = "irradiance-low:0.8@2013-10-01"
+    load: TimeWindow = TimeWindow("2013-10-08", "2013-12-31")
+    speed: float = 0.0  # the fortnight as fast as the service answers
+    load_rate: float = 4.0  # /predict requests a second during the retraining and rollout
+    run_timeout_s: float = 1800.0
+
+
+@dataclass
+class Report:
+    """What the demo saw, for its summary."""
+
+    started: float = field(default_factory=time.monotonic)
+    served_before: dict[str, Any] = field(default_factory=dict)
+    served_after: dict[str, Any] = field(default_factory=dict)
+    first_gate: str = ""
+    drift: str = ""
+    gate: str = ""
+    rollouts: list[str] = field(default_factory=list)
+    traffic: replay.Summary | None = None
+    load: replay.Summary | None = None
+
+    def lines(self) -> list[str]:
+        def colour(served: dict[str, Any]) -> str:
+            return f"v{served.get('model_version', '?')} on {served.get('colour') or '?'}"
+
+        out = [
+            f"served before: {colour(self.served_before)}; after: {colour(self.served_after)}",
+        ]
+        if self.first_gate:
+            out.append(f"first model: {self.first_gate}")
+        out += [f"drift: {self.drift}", f"gate: {self.gate}"]
+        out += [f"rollout: {line}" for line in self.rollouts] or ["rollout: none"]
+        for name, summary in (
+            ("replayed traffic", self.traffic),
+            ("load during the loop", self.load),
+        ):
+            if summary is not None:
+                out.append(f"{name}: " + "; ".join(summary.lines()))
+        out.append(f"failed requests in all: {self.failed_requests}")
+        out.append(f"took {self.took_s:.0f} s")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = {k: v for k, v in asdict(self).items() if k != "started"}
+        return {**fields, "failed_requests": self.failed_requests, "took_s": self.took_s}
+
+    @property
+    def took_s(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(sum(s.failures.values()) for s in (self.traffic, self.load) if s is not None)
+
+
+class Orchestrator:
+    """The Prefect server, through its own client: deployments, runs and their states."""
+
+    def __init__(self, api: str, say: Say, ui: str | None = None) -> None:
+        self.client = SyncPrefectClient(api)
+        # Runs an automation made before this moment belong to an earlier demo.
+        self.since = datetime.now(UTC)
+        self.ui = ui or api.removesuffix("/api")
+        self.say = say
+
+    def __enter__(self) -> Orchestrator:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+
+    def start(self, deployment: str, parameters: dict[str, Any]) -> FlowRun:
+        found = self.client.read_deployment_by_name(deployment)
+        run = self.client.create_flow_run_from_deployment(found.id, parameters=parameters)
+        self.say(f"started {deployment} ({self.link(run)})")
+        return run
+
+    def started_by_automation(
+        self, deployment: str, matches: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> FlowRun:
+        """The run of ``deployment`` whose parameters ``matches``, once an automation made it."""
+        found = self.client.read_deployment_by_name(deployment)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            runs = self.client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
+            )
+            for run in runs:
+                if run.created and run.created >= self.since and matches(run.parameters):
+                    self.say(f"the automation started {deployment} ({self.link(run)})")
+                    return run
+            time.sleep(2)
+        raise DemoError(
+            f"no {deployment} run was started within {timeout_s:.0f} s: is its trigger "
+            f"enabled (Prefect UI, Automations) and the event in the event feed?"
+        )
+
+    def wait(self, run: FlowRun, timeout_s: float) -> FlowRun:
+        """Wait until ``run`` is final, telling each new state; fail unless it completed."""
+        deadline, seen = time.monotonic() + timeout_s, ""
+        while time.monotonic() < deadline:
+            run = self.client.read_flow_run(run.id)
+            state = run.state.name if run.state else "?"
+            if state != seen:
+                self.say(f"  {run.name}: {state}")
+                seen = state
+            if run.state is not None and run.state.is_final():
+                if not run.state.is_completed():
+                    raise DemoError(
+                        f"{run.name} ended {state}: {run.state.message} (logs: {self.link(run)})"
+                    )
+                return run
+            time.sleep(2)
+        raise DemoError(f"{run.name} did not finish within {timeout_s:.0f} s ({self.link(run)})")
+
+    @contextmanager
+    def parameters(self, deployment: str, overrides: dict[str, Any]) -> Iterator[None]:
+        """The deployment's default parameters changed for the duration, then restored."""
+        found = self.client.read_deployment_by_name(deployment)
+        before = dict(found.parameters)
+        self.client.update_deployment(
+            found.id, DeploymentUpdate(parameters={**before, **overrides})
+        )
+        try:
+            yield
+        finally:
+            self.client.update_deployment(found.id, DeploymentUpdate(parameters=before))
+
+    def link(self, run: FlowRun) -> str:
+        return f"{self.ui}/runs/flow-run/{run.id}"
+
+
+class _LoadStoppedError(Exception):
+    """Raised inside the load's replay when the demo no longer needs it."""
+
+
+class _StoppableClock(replay.PacedClock):
+    def __init__(self, speed: float, stop: threading.Event) -> None:
+        super().__init__(speed)
+        self._stop = stop
+
+    def wait_until(self, moment: pd.Timestamp) -> None:
+        super().wait_until(moment)
+        if self._stop.is_set():
+            raise _LoadStoppedError
+
+
+class Load(threading.Thread):
+    """Steady /predict traffic through HAProxy while the loop works, with no retries:
+    every failed request counts."""
+
+    def __init__(self, url: str, window: TimeWindow, faults: list[replay.Fault], rate: float):
+        super().__init__(name="demo-load", daemon=True)
+        self.sent = replay.load_traffic(window, faults)
+        self.stop = threading.Event()
+        batch = replay.DEFAULT_BATCH
+        self.client = replay.ServiceClient(url, retries=0)
+        clock = _StoppableClock(rate * batch * replay.STEP.total_seconds(), self.stop)
+        self.replayer = replay.Replayer(self.client, clock, batch)
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.replayer.run(self.sent)
+        except _LoadStoppedError:
+            pass
+        except Exception as exc:  # reported by finish(); the thread must not die silently
+            self.error = exc
+        finally:
+            self.client.close()
+
+    def finish(self) -> replay.Summary:
+        if not self.is_alive():
+            raise DemoError(
+                f"the load ended before the rollout did ({self.error or 'its window ran out'}): "
+                "lower --load-rate or widen the load window"
+            )
+        self.stop.set()
+        self.join(timeout=30)
+        return self.replayer.summary
+
+
+def serving(url: str) -> dict[str, Any]:
+    """What HAProxy's active colour answers with, or {} when nothing serves yet."""
+    try:
+        response = httpx.get(f"{url}/version", timeout=5)
+    except httpx.TransportError as exc:
+        raise DemoError(f"HAProxy does not answer at {url}: {exc}") from None
+    return response.json() if response.status_code == 200 else {}
+
+
+def gate_evidence(registry: Registry, version: str) -> str:
+    tags = registry.client.get_model_version(registry.name, version).tags
+    return f"v{version} {tags.get('gate.decision', 'not gated')}: {tags.get('gate.reason', '')}"
+
+
+def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Report:
+    """The loop once, end to end; raises ``DemoError`` naming the step that went wrong."""
+    report = Report()
+    registry = Registry(tracking_uri=endpoints.mlflow)
+    faults = [replay.parse_fault(scenario.fault)]
+    quick = {"tune": not scenario.quick, "backtest": not scenario.quick}
+    with Orchestrator(endpoints.prefect, say) as prefect, ExitStack() as stack:
+        say("1/5 the first champion")
+        report.first_gate = first_champion(prefect, registry, endpoints, quick, scenario, say)
+        report.served_before = serving(endpoints.api)
+
+        say(f"2/5 traffic {scenario.traffic} through HAProxy; {faults[0].describe()}")
+        client = replay.ServiceClient(endpoints.api, api_key)
+        replayer = replay.Replayer(client, replay.PacedClock(scenario.speed), progress=say)
+        try:
+            report.traffic = replayer.run(replay.load_traffic(scenario.traffic, faults))
+        finally:
+            client.close()
+
+        # The retraining the drift event starts takes the deployment's defaults.
+        retraining = (
+            prefect.parameters("retrain/retrain", quick) if scenario.quick else nullcontext()
+        )
+        with retraining:
+            say("3/5 monitor_drift judges the last week against the champion")
+            before = monitoring.last_announcement(registry)
+            # The week to the traffic's end: the newest prediction in the store may be a
+            # deployment's smoke test, not traffic. Cooldown 0: a demo run again on the
+            # same lab announces its drift again.
+            end = pd.Timestamp(scenario.traffic.end, tz=Site().timezone) + pd.Timedelta(days=1)
+            monitor = prefect.start(
+                "monitor_drift/monitor_drift", {"end": end.isoformat(), "cooldown_days": 0}
+            )
+            prefect.wait(monitor, scenario.run_timeout_s)
+            drifted = monitoring.last_announcement(registry)
+            if drifted is None or drifted == before:
+                raise DemoError(
+                    f"monitor_drift raised no drift event on {scenario.traffic} "
+                    f"(its verdict: {prefect.link(monitor)})"
+                )
+            report.drift = (
+                f"event {drifted.event_id} on {drifted.window_start} .. {drifted.window_end} "
+                f"(champion v{drifted.model_version})"
+            )
+            say(f"  drift announced: {report.drift}")
+
+            say(f"4/5 retraining, under load ({scenario.load_rate:g} requests a second)")
+            load = Load(endpoints.api, scenario.load, faults, scenario.load_rate)
+            stack.callback(load.stop.set)  # whatever happens next, the load ends with the demo
+            load.start()
+            champion = registry.alias(CHAMPION)
+            retrain = prefect.started_by_automation(
+                "retrain/retrain",
+                lambda p: pd.Timestamp(p.get("window_start")) == drifted.window_start,
+                timeout_s=120,
+            )
+            prefect.wait(retrain, scenario.run_timeout_s)
+            challenger = max(registry.versions(), key=lambda v: int(v.version)).version
+            report.gate = gate_evidence(registry, challenger)
+            say(f"  gate: {report.gate}")
+
+        say("5/5 the winner's rollout")
+        deploy = None
+        if registry.alias(CHAMPION) == champion:
+            say(f"  the gate kept v{champion}: nothing to deploy")
+        else:
+            deploy = prefect.started_by_automation(
+                "deploy/deploy", lambda p: str(p.get("version")) == challenger, timeout_s=120
+            )
+            prefect.wait(deploy, scenario.run_timeout_s)
+        time.sleep(3)  # a few seconds of load on the new colour
+        report.load = load.finish()
+        report.served_after = serving(endpoints.api)
+        if deploy is not None:
+            report.rollouts.append(
+                f"v{challenger} to {report.served_after.get('colour')} under load, "
+                f"by the deploy flow ({prefect.link(deploy)})"
+            )
+    return report
+
+
+def first_champion(
+    prefect: Orchestrator,
+    registry: Registry,
+    endpoints: Endpoints,
+    quick: dict[str, bool],
+    scenario: Scenario,
+    say: Say,
+) -> str:
+    """Train and deploy the first model unless a champion serves already; the gate's word."""
+    champion = registry.alias(CHAMPION)
+    evidence = ""
+    if champion is None:
+        trained = prefect.start("train/train", quick)
+        prefect.wait(trained, scenario.run_timeout_s)
+        champion = registry.alias(CHAMPION)
+        if champion is None:
+            raise DemoError(f"the train run promoted no champion ({prefect.link(trained)})")
+        evidence = gate_evidence(registry, champion)
+        say(f"  {evidence}")
+        deploy = prefect.started_by_automation(
+            "deploy/deploy", lambda p: str(p.get("version")) == champion, timeout_s=120
+        )
+        prefect.wait(deploy, scenario.run_timeout_s)
+    served = serving(endpoints.api)
+    if served.get("model_version") != champion:
+        say(f"  champion v{champion} does not serve yet: deploying it")
+        deploy = prefect.start("deploy/deploy", {"version": champion, "reason": "demo"})
+        prefect.wait(deploy, scenario.run_timeout_s)
+        served = serving(endpoints.api)
+    say(f"  HAProxy serves v{served.get('model_version')} on {served.get('colour')}")
+    return evidence or f"champion v{champion} was there already"
+
+
+# Where each credential comes from: an environment variable, else the lab's demo value.
+_SECRET = "${}, else inventory/shared/demo-secrets.yml"
+# The lab's other services (inventory/lab/host_vars/lab1.yml publishes them on loopback).
+_LAB_URLS = [
+    (
+        "http://127.0.0.1:8404/stats",
+        "HAProxy stats",
+        "admin / " + _SECRET.format("SOLAR_LAB_STATS_PASSWORD"),
+    ),
+    ("http://127.0.0.1:9090", "Prometheus: alerts, targets", "none (loopback only)"),
+    ("http://127.0.0.1:9091", "Pushgateway: drift and deploy outcomes", "none (loopback only)"),
+    ("http://127.0.0.1:9093", "Alertmanager", "none (loopback only)"),
+]
+
+
+def urls(endpoints: Endpoints) -> list[tuple[str, str, str]]:
+    """Every URL worth opening after the demo, with where its credentials come from."""
+    return [
+        (
+            endpoints.api,
+            "prediction API via HAProxy (/docs)",
+            "/actuals: X-API-Key = " + _SECRET.format("SOLAR_API_KEY"),
+        ),
+        (endpoints.mlflow, "MLflow: runs, registry, drift reports", "none (loopback only)"),
+        (
+            endpoints.prefect.removesuffix("/api"),
+            "Prefect: flow runs, artifacts, automations",
+            "none (loopback only)",
+        ),
+        *_LAB_URLS,
+    ]
