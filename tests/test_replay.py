@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from solar_mlops.cli import app
 from solar_mlops.data import TimeWindow
+from solar_mlops.demo import DemoError, Load
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.replay import (
     Fault,
@@ -317,3 +318,30 @@ def test_an_unreachable_service_is_named_with_the_cause() -> None:
     assert done.returncode == 2
     assert f"cannot reach {dead}/health/ready" in done.stdout
     assert "Connection refused" in done.stdout and "(after 2 attempts)" in done.stdout
+
+
+@pytest.mark.integration
+def test_the_demos_load_replays_its_window_until_stopped(
+    service: tuple[str, sa.Engine, PostgresServer],
+) -> None:
+    url, _, _ = service
+    # One day is 12 requests: at 100 a second, each pass takes about 0.12 s.
+    load = Load(url, TimeWindow("2013-08-02", "2013-08-02"), [], rate=100)
+    load.start()
+    time.sleep(1.5)
+    summary = load.finish()
+    assert not load.is_alive()
+    assert summary.predictions >= 3 * 48, summary  # three passes at least
+    assert not summary.failures and summary.retries == 0
+
+
+@pytest.mark.integration
+def test_the_demos_load_reports_why_it_stopped() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    load = Load(dead, TimeWindow("2013-08-02", "2013-08-02"), [], rate=100)
+    load.start()
+    load.join(timeout=10)
+    with pytest.raises(
+        DemoError, match=f"the load stopped before the rollout ended: cannot reach {dead}"
+    ):
+        load.finish()

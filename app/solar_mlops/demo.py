@@ -208,21 +208,26 @@ class _StoppableClock(replay.PacedClock):
 
 class Load(threading.Thread):
     """Steady /predict traffic through HAProxy while the loop works, with no retries:
-    every failed request counts."""
+    every failed request counts. The window is replayed again from its start until the
+    demo says stop, however long the retraining takes."""
 
     def __init__(self, url: str, window: TimeWindow, faults: list[replay.Fault], rate: float):
         super().__init__(name="demo-load", daemon=True)
         self.sent = replay.load_traffic(window, faults)
         self.stop = threading.Event()
-        batch = replay.DEFAULT_BATCH
+        self.speed = rate * replay.DEFAULT_BATCH * replay.STEP.total_seconds()
         self.client = replay.ServiceClient(url, retries=0)
-        clock = _StoppableClock(rate * batch * replay.STEP.total_seconds(), self.stop)
-        self.replayer = replay.Replayer(self.client, clock, batch)
+        self.replayer = replay.Replayer(self.client, self._clock(), replay.DEFAULT_BATCH)
         self.error: Exception | None = None
+
+    def _clock(self) -> _StoppableClock:
+        return _StoppableClock(self.speed, self.stop)
 
     def run(self) -> None:
         try:
-            self.replayer.run(self.sent)
+            while True:
+                self.replayer.run(self.sent)
+                self.replayer.clock = self._clock()  # a new pass starts a new schedule
         except _LoadStoppedError:
             pass
         except Exception as exc:  # reported by finish(); the thread must not die silently
@@ -231,13 +236,10 @@ class Load(threading.Thread):
             self.client.close()
 
     def finish(self) -> replay.Summary:
-        if not self.is_alive():
-            raise DemoError(
-                f"the load ended before the rollout did ({self.error or 'its window ran out'}): "
-                "lower --load-rate or widen the load window"
-            )
         self.stop.set()
         self.join(timeout=30)
+        if self.error is not None:
+            raise DemoError(f"the load stopped before the rollout ended: {self.error}")
         return self.replayer.summary
 
 
