@@ -89,6 +89,10 @@ demo: lab-site ## the whole loop on the lab: champion, faulty traffic, drift, re
 demo-down: ## remove the lab the demo made, with its engines' data
 	scripts/lab.sh down --volumes
 
+.PHONY: security-checks
+security-checks: install ## read-only security checks of a running platform (LAB_INVENTORY; docs/security.md)
+	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/security_checks.yml
+
 .PHONY: lab-down
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
 	scripts/lab.sh down $(ARGS)
