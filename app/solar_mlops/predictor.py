@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
+import mlflow
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
 from mlflow.models import Model
@@ -51,6 +53,23 @@ class LoadedModel:
     version: str
     run_id: str
     metadata: dict[str, object]
+
+
+def download_version(name: str, version: str, tracking_uri: str, dst: Path) -> Path:
+    """Download one registered version's model folder from the MLflow at ``tracking_uri``.
+
+    MLflow resolves ``models:/`` and the logged model behind it through its process-wide
+    URIs, whatever URI is passed: they are pointed at this MLflow first, so a process
+    that trained into one MLflow and loads from another fetches from the right one.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{version}",
+        dst_path=str(dst),
+        tracking_uri=tracking_uri,
+        registry_uri=tracking_uri,
+    )
+    return Path(local)
 
 
 def load_model_dir(path: Path, name: str, version: str, run_id: str) -> LoadedModel:

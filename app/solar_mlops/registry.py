@@ -20,7 +20,7 @@ from solar_mlops import features, plots
 from solar_mlops.data import TimeWindow
 from solar_mlops.errors import RegistryError
 from solar_mlops.gate import GateDecision
-from solar_mlops.predictor import LoadedModel, load_model_dir
+from solar_mlops.predictor import LoadedModel, download_version, load_model_dir
 from solar_mlops.provenance import git_commit
 from solar_mlops.training import TrainingConfig, TrainingResult
 
@@ -189,16 +189,8 @@ class Registry:
                 f"model '{self.name}' has no version {version} at {self.tracking_uri}"
             ) from exc
         target = dst or Path(tempfile.mkdtemp(prefix=f"{self.name}-v{version}-"))
-        # MLflow resolves models:/ and the logged model behind it through its
-        # process-wide URIs: make them this registry's (as log_candidate does).
-        mlflow.set_tracking_uri(self.tracking_uri)
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{self.name}/{version}",
-            dst_path=str(target),
-            tracking_uri=self.tracking_uri,
-            registry_uri=self.tracking_uri,
-        )
-        return load_model_dir(Path(local), self.name, version, meta.run_id or "")
+        local = download_version(self.name, version, self.tracking_uri, target)
+        return load_model_dir(local, self.name, version, meta.run_id or "")
 
     def _log_evaluation(self, result: TrainingResult, scratch: Path) -> None:
         tables = {"holdout": result.holdout, "by_season": result.by_season,

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import mlflow.artifacts
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from solar_mlops.errors import RegistryError
 from solar_mlops.features import FeatureBuilder
-from solar_mlops.predictor import LoadedModel, load_model_dir
+from solar_mlops.predictor import LoadedModel, download_version, load_model_dir
 
 log = logging.getLogger(__name__)
 # What the registry answers for a name, version or alias it does not have.
@@ -125,15 +124,7 @@ def _fetch(cache: ModelCache, name: str, requested: str, tracking_uri: str) -> t
     number = str(version.version)
     if not cache.has(number):
         with tempfile.TemporaryDirectory() as scratch:
-            # MLflow resolves models:/ and the logged model behind it through its
-            # process-wide URIs: make them this service's registry.
-            mlflow.set_tracking_uri(tracking_uri)
-            local = mlflow.artifacts.download_artifacts(
-                f"models:/{name}/{number}",
-                dst_path=scratch,
-                tracking_uri=tracking_uri,
-                registry_uri=tracking_uri,
-            )
-            cache.store(number, Path(local))
+            local = download_version(name, number, tracking_uri, Path(scratch))
+            cache.store(number, local)
     cache.remember(requested, number, version.run_id or "")
     return number, version.run_id or ""
