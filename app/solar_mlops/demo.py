@@ -46,6 +46,10 @@ class Endpoints:
     mlflow: str = "http://127.0.0.1:5000"
     prefect: str = "http://127.0.0.1:4200/api"
 
+    @property
+    def prefect_ui(self) -> str:
+        return self.prefect.removesuffix("/api")
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -63,6 +67,11 @@ class Scenario:
     speed: float = 0.0  # the fortnight as fast as the service answers
     load_rate: float = 4.0  # /predict requests a second during the retraining and rollout
     run_timeout_s: float = 1800.0
+
+    @property
+    def training(self) -> dict[str, bool]:
+        """The train and retrain flows' parameters for this choice."""
+        return {"tune": not self.quick, "backtest": not self.quick}
 
 
 @dataclass
@@ -116,11 +125,11 @@ class Report:
 class Orchestrator:
     """The Prefect server, through its own client: deployments, runs and their states."""
 
-    def __init__(self, api: str, say: Say, ui: str | None = None) -> None:
-        self.client = SyncPrefectClient(api)
+    def __init__(self, endpoints: Endpoints, say: Say) -> None:
+        self.client = SyncPrefectClient(endpoints.prefect)
         # Runs an automation made before this moment belong to an earlier demo.
         self.since = datetime.now(UTC)
-        self.ui = ui or api.removesuffix("/api")
+        self.ui = endpoints.prefect_ui
         self.say = say
 
     def __enter__(self) -> Orchestrator:
@@ -262,10 +271,9 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
     report = Report()
     registry = Registry(tracking_uri=endpoints.mlflow)
     faults = [replay.parse_fault(scenario.fault)]
-    quick = {"tune": not scenario.quick, "backtest": not scenario.quick}
-    with Orchestrator(endpoints.prefect, say) as prefect, ExitStack() as stack:
+    with Orchestrator(endpoints, say) as prefect, ExitStack() as stack:
         say("1/5 the first champion")
-        report.first_gate = first_champion(prefect, registry, endpoints, quick, scenario, say)
+        report.first_gate = first_champion(prefect, registry, endpoints, scenario, say)
         report.served_before = serving(endpoints.api)
 
         say(f"2/5 traffic {scenario.traffic} through HAProxy; {faults[0].describe()}")
@@ -278,7 +286,9 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
 
         # The retraining the drift event starts takes the deployment's defaults.
         retraining = (
-            prefect.parameters("retrain/retrain", quick) if scenario.quick else nullcontext()
+            prefect.parameters("retrain/retrain", scenario.training)
+            if scenario.quick
+            else nullcontext()
         )
         with retraining:
             say("3/5 monitor_drift judges the last week against the champion")
@@ -342,7 +352,6 @@ def first_champion(
     prefect: Orchestrator,
     registry: Registry,
     endpoints: Endpoints,
-    quick: dict[str, bool],
     scenario: Scenario,
     say: Say,
 ) -> str:
@@ -350,7 +359,7 @@ def first_champion(
     champion = registry.alias(CHAMPION)
     evidence = ""
     if champion is None:
-        trained = prefect.start("train/train", quick)
+        trained = prefect.start("train/train", scenario.training)
         prefect.wait(trained, scenario.run_timeout_s)
         champion = registry.alias(CHAMPION)
         if champion is None:
@@ -396,7 +405,7 @@ def urls(endpoints: Endpoints) -> list[tuple[str, str, str]]:
         ),
         (endpoints.mlflow, "MLflow: runs, registry, drift reports", "none (loopback only)"),
         (
-            endpoints.prefect.removesuffix("/api"),
+            endpoints.prefect_ui,
             "Prefect: flow runs, artifacts, automations",
             "none (loopback only)",
         ),
