@@ -255,14 +255,13 @@ def test_submit_never_blocks_and_drops_beyond_the_bound(
 
 
 @pytest.mark.integration
-def test_outage_longer_than_the_retries_drops_the_batch_and_recovers(
+def test_a_long_outage_holds_the_rows_until_the_store_is_back(
     pg: PostgresServer,
     pg_engine: Engine,
     open_log: Callable[..., PredictionLog],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(prediction_log, "BACKOFF_S", (0.05, 0.05, 0.05))
-    attempts = prediction_log.RETRIES + 1
+    monkeypatch.setattr(prediction_log, "BACKOFF_S", (0.05,))
     before = readings()
     log = open_log(pg_engine)
     rows = prediction_rows(30)
@@ -272,14 +271,44 @@ def test_outage_longer_than_the_retries_drops_the_batch_and_recovers(
 
     with pg.stopped():
         assert timed_submit(log, rows[10:20]) < FAST
-        wait_until(lambda: log.pending == 0, "the batch to be given up")
-        assert since(before) == {"written": 10, "failures": attempts, "dropped": 10, "queued": 0}
+        # Far more failures than a shutdown allows: the batch is still held.
+        wait_until(lambda: since(before)["failures"] > 3 * prediction_log.RETRIES, "failures")
+        assert timed_submit(log, rows[20:30]) < FAST
+        assert log.pending == 20
+        assert since(before)["dropped"] == 0
 
-    # The writer survived the outage: later batches are stored once the server is back.
-    log.submit(rows[20:30])
+    wait_until(lambda: log.pending == 0, "the held rows", timeout=15)
     log.close()
-    assert stored_predictions(pg_engine) == expected(rows[0:10] + rows[20:30])
-    assert since(before) == {"written": 20, "failures": attempts, "dropped": 10, "queued": 0}
+    assert stored_predictions(pg_engine) == expected(rows)
+    delta = since(before)
+    assert delta.pop("failures") > 3 * prediction_log.RETRIES
+    assert delta == {"written": 30, "dropped": 0, "queued": 0}
+
+
+@pytest.mark.integration
+def test_shutdown_during_an_outage_counts_what_it_could_not_write(
+    pg: PostgresServer,
+    pg_engine: Engine,
+    open_log: Callable[..., PredictionLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prediction_log, "BACKOFF_S", (10.0,))
+    before = readings()
+    log = open_log(pg_engine)
+    rows = prediction_rows(10)
+    log.submit(rows[0:5])
+    wait_until(lambda: log.pending == 0, "the first batch")
+
+    with pg.stopped():
+        log.submit(rows[5:10])
+        wait_until(lambda: since(before)["failures"] >= 1, "a failed write")
+        # The writer stops waiting between attempts: the stop is prompt, not 10 s a try.
+        started = time.monotonic()
+        log.close()
+        assert time.monotonic() - started < 10
+    delta = since(before)
+    assert delta.pop("failures") == prediction_log.RETRIES + 1
+    assert delta == {"written": 5, "dropped": 5, "queued": 0}
 
 
 @pytest.mark.integration

@@ -1,6 +1,8 @@
 """Write predictions to the store off the request path: a bounded queue drained by one
-thread per worker. A slow or absent store never fails or slows a request; what cannot
-be written is counted, and whatever is queued is flushed on graceful shutdown.
+thread per worker. A slow or absent store never fails or slows a request: while it is
+down the writer keeps retrying one batch and the rest wait in the queue, so an outage
+loses nothing until the queue is full (rows beyond it are dropped and counted).
+Whatever is queued is flushed on graceful shutdown; what cannot be is counted.
 
 A write costs about a millisecond of CPU however few rows it carries (a pooled
 connection, its liveness ping, a transaction). So when fewer than ``flush_rows`` rows
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +25,11 @@ from solar_mlops.service.store import write_predictions
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# Waits between attempts at a batch while the store is down; the last one repeats until
+# the store is back. Shutting down, the writer stops waiting, and a batch that has
+# failed more than RETRIES times is dropped (and counted).
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 RETRIES = 3
-BACKOFF_S = (0.5, 1.0, 2.0)
 
 
 class PredictionLog:
@@ -92,20 +96,34 @@ class PredictionLog:
                 self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        for attempt in range(RETRIES + 1):
+        failures = 0
+        while True:
             try:
                 write_predictions(self.engine, batch)
             except Exception as exc:  # any store error: count it, back off, try again
                 metrics.LOG_WRITE_FAILURES.inc()
-                log.warning("prediction log: write of %d rows failed: %s", len(batch), exc)
-                if attempt < RETRIES:
-                    time.sleep(BACKOFF_S[attempt])
+                failures += 1
+                if self._closing.is_set() and failures > RETRIES:
+                    metrics.LOG_DROPPED.inc(len(batch))
+                    log.error(
+                        "prediction log: dropped %d rows at shutdown, the store still failing: %s",
+                        len(batch),
+                        exc,
+                    )
+                    break
+                if failures == 1:
+                    log.warning(
+                        "prediction log: the store failed, retrying while rows "
+                        "queue (%d waiting): %s",
+                        self._pending,
+                        exc,
+                    )
+                self._closing.wait(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
                 continue
             metrics.LOG_WRITTEN.inc(len(batch))
+            if failures:
+                log.warning("prediction log: the store is back after %d failed attempts", failures)
             break
-        else:
-            metrics.LOG_DROPPED.inc(len(batch))
-            log.error("prediction log: dropped %d rows after %d attempts", len(batch), RETRIES + 1)
         with self._lock:
             self._pending -= len(batch)
         metrics.LOG_QUEUE_ROWS.dec(len(batch))
