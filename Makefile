@@ -77,17 +77,28 @@ lab-site: lab-up ## the whole platform on the lab: playbooks/site.yml (README, "
 	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 
 # The API key comes from the inventory (SOLAR_API_KEY, else the demo value) into a
-# root-only file; `solar demo` reads it from there, never from its command line.
-.PHONY: demo
-demo: lab-site ## the whole loop on the lab: champion, faulty traffic, drift, retraining, rollout under load
-	@install -d -m 700 .cache/demo
+# root-only file; `solar demo` and the reliability suite read it from there, never from
+# their command lines.
+API_KEY_FILE := .cache/demo/api-key
+
+.PHONY: api-key
+api-key: install
+	@install -d -m 700 $(dir $(API_KEY_FILE))
 	@$(RUN) ansible -i $(LAB_INVENTORY) localhost -m ansible.builtin.copy \
-	  -a 'content={{ solar_api_key }} dest=$(CURDIR)/.cache/demo/api-key mode=0600' >/dev/null
-	$(RUN) solar demo --api-key-file .cache/demo/api-key --report .cache/demo/report.json
+	  -a 'content={{ solar_api_key }} dest=$(CURDIR)/$(API_KEY_FILE) mode=0600' >/dev/null
+
+.PHONY: demo
+demo: lab-site api-key ## the whole loop on the lab: champion, faulty traffic, drift, retraining, rollout under load
+	$(RUN) solar demo --api-key-file $(API_KEY_FILE) --report .cache/demo/report.json
 
 .PHONY: demo-down
 demo-down: ## remove the lab the demo made, with its engines' data
 	scripts/lab.sh down --volumes
+
+.PHONY: reliability
+reliability: api-key ## faults under load on the running lab, after make demo (docs/reliability.md)
+	$(RUN) python bench/reliability.py --inventory $(LAB_INVENTORY) \
+	  --api-key-file $(API_KEY_FILE) --json .cache/demo/reliability.json
 
 .PHONY: security-checks
 security-checks: install ## read-only security checks of a running platform (LAB_INVENTORY; docs/security.md)
