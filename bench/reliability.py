@@ -33,6 +33,8 @@ claimed, 2 when the run could not start.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -415,7 +417,13 @@ def register_broken(platform: Platform, version: str) -> str:
         site["capacity_w"] = float(site["capacity_w"]) / 1000
         metadata["site"] = site
         mlflow.set_experiment("solar-reliability")
-        with mlflow.start_run(run_name=f"broken copy of v{version}"):
+        # MLflow prints its registration and run links; this script says what it did.
+        quiet = io.StringIO()
+        with (
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+            mlflow.start_run(run_name=f"broken copy of v{version}"),
+        ):
             info = mlflow.lightgbm.log_model(
                 lgb.Booster(model_file=str(path / BOOSTER_FILE)),
                 name="model",
