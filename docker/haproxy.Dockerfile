@@ -11,7 +11,8 @@
 #   - runs as the unprivileged user `haproxy` (uid/gid 99, as upstream since 2.4), in
 #     /var/lib/haproxy (writable by it: a place for the admin socket). Binding :80 works
 #     because Docker >= 20.10 sets net.ipv4.ip_unprivileged_port_start=0 in every
-#     container (checked here on 20.10); older engines need that sysctl, as upstream;
+#     container's own network namespace (checked here on 20.10); with --network host
+#     it takes the host's sysctl (the haproxy role sets it), as upstream;
 #   - `haproxy ...` arguments (or bare options such as `-f x.cfg`) run in the foreground
 #     master-worker mode: `haproxy -W -db -f /usr/local/etc/haproxy/haproxy.cfg`; any
 #     other command is run as given;

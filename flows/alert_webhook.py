@@ -18,14 +18,16 @@ So the alert path is a second way in, not a second retraining: with the event tr
 off (or its event lost), the alerts alone start one retraining per incident. A drift
 that lasts past the monitor's cool-down is announced again: a new incident.
 
-Run: ``uvicorn flows.alert_webhook:app`` with ``SOLAR_ALERT_WEBHOOK_TOKEN``,
-``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` set (docs/alerting.md).
+Run: ``uvicorn flows.alert_webhook:app`` with ``SOLAR_ALERT_WEBHOOK_TOKEN_FILE`` (or
+``SOLAR_ALERT_WEBHOOK_TOKEN``), ``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` set
+(docs/alerting.md).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -39,7 +41,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.common import DRIFT_EVENT
@@ -58,12 +60,27 @@ SEARCH_DEPTH = 100
 
 
 class WebhookSettings(BaseSettings):
-    """``SOLAR_ALERT_WEBHOOK_TOKEN``: the bearer token Alertmanager sends (required: this
-    endpoint starts trainings)."""
+    """The bearer token Alertmanager sends (required: this endpoint starts trainings):
+    ``SOLAR_ALERT_WEBHOOK_TOKEN_FILE``, a file holding it (the prefect role mounts one,
+    so the token is in no container's environment), or else ``SOLAR_ALERT_WEBHOOK_TOKEN``
+    (local runs and tests). The file wins, as the service's API key file does."""
 
     model_config = SettingsConfigDict(env_prefix="SOLAR_ALERT_WEBHOOK_", frozen=True)
 
-    token: SecretStr
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token_given(self) -> WebhookSettings:
+        if self.token is None and self.token_file is None:
+            raise ValueError("set SOLAR_ALERT_WEBHOOK_TOKEN_FILE (or SOLAR_ALERT_WEBHOOK_TOKEN)")
+        return self
+
+    def expected_token(self) -> str:
+        """The token, from the file when there is one; may be empty (then none matches)."""
+        if self.token_file is not None:
+            return self.token_file.read_text().strip()
+        return self.token.get_secret_value() if self.token else ""
 
 
 class Alert(BaseModel):
@@ -90,9 +107,10 @@ def authorised(
         HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
     ],
 ) -> None:
-    expected = WebhookSettings().token.get_secret_value().encode()
+    expected = WebhookSettings().expected_token().encode()
     given = credentials.credentials.encode() if credentials else b""
-    if not secrets.compare_digest(given, expected):
+    # An empty token (an empty file) would match a request without one.
+    if not expected or not secrets.compare_digest(given, expected):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "a bearer token is required: Alertmanager's webhook_configs http_config.authorization",

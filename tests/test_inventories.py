@@ -17,8 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 GROUPS = ("lb", "model_servers", "control", "monitoring")
 # Wired values each group's hosts need (inventory/shared/platform.yml).
 WIRING = {
-    "control": ["mlflow_backend_store_uri", "prefect_database_url", "postgres_databases"],
-    "model_servers": ["model_server_mlflow_tracking_uri", "model_server_prediction_store_url"],
+    "control": [
+        "mlflow_backend_store_uri",
+        "mlflow_backend_store_password",
+        "prefect_database_url",
+        "prefect_database_password",
+        "prefect_worker_database_passwords",
+        "postgres_databases",
+    ],
+    "model_servers": [
+        "model_server_mlflow_tracking_uri",
+        "model_server_prediction_store_url",
+        "model_server_prediction_store_password",
+    ],
     "lb": ["haproxy_model_servers", "haproxy_stats_password"],
     "monitoring": ["grafana_prometheus_url", "grafana_admin_password"],
 }
@@ -70,8 +81,10 @@ def test_every_group_has_hosts_and_the_wiring_renders(inventory: str) -> None:
     servers = rendered(inventory, lb, ["haproxy_model_servers"])["haproxy_model_servers"]
     assert [server["name"] for server in servers] == listing["model_servers"]["hosts"]
     control = listing["control"]["hosts"][0]
-    uri = rendered(inventory, control, ["mlflow_backend_store_uri"])["mlflow_backend_store_uri"]
-    assert uri.startswith("postgresql+psycopg://mlflow:")
+    # The URLs carry no password: the roles put it in a password file (PGPASSFILE).
+    urls = rendered(inventory, control, ["mlflow_backend_store_uri", "prefect_database_url"])
+    assert urls["mlflow_backend_store_uri"].startswith("postgresql+psycopg://mlflow@")
+    assert urls["prefect_database_url"].startswith("postgresql+asyncpg://prefect@")
 
 
 @pytest.mark.parametrize(
