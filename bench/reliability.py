@@ -99,7 +99,8 @@ class Platform:
         self.prefect_url: str = args.prefect_url
         self.api_key = args.api_key_file.read_text().strip()
         self.model = args.model
-        self.artifacts = Path(tempfile.mkdtemp(prefix="solar-reliability-"))
+        # Each deployment's runner artifacts (stdout, events), the newest runs kept.
+        self.artifacts = ROOT / ".cache" / "reliability" / "ansible-runs"
         self.start: tuple[str, str] = ("", "")  # (colour, version) when the run began
 
     def serving(self) -> tuple[str, str]:
@@ -262,20 +263,14 @@ def postgres(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> 
 
 
 def mlflow(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> None:
-    colour, serving = platform.serving()
+    _, serving = platform.serving()
     copy = register_copy(platform, serving)
     outcome.saw(f"registered version {copy}: version {serving}'s model, held by no colour")
     ok, detail = platform.command("control", "systemctl stop solar-mlflow")
     outcome.expect(ok, "stopped MLflow", detail)
-    deployed, detail = platform.deploy(
-        copy, "reliability: MLflow stopped", bluegreen_ready_timeout=str(args.deploy_timeout)
-    )
-    outcome.expect(not deployed, f"the deployment of {copy} failed", "it succeeded")
-    outcome.saw(f"the deployment said: {first_line(detail)}")
-    outcome.expect(
-        platform.serving() == (colour, serving),
-        f"{colour} still serves {serving}",
-        f"{platform.serving()} serves",
+    timeout = str(args.deploy_timeout)
+    expect_refused(
+        platform, outcome, copy, "reliability: MLflow stopped", bluegreen_ready_timeout=timeout
     )
     ok, detail = platform.command("control", "systemctl start solar-mlflow")
     outcome.expect(ok, "started MLflow again", detail)
@@ -289,17 +284,10 @@ def mlflow(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> No
 
 
 def broken(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> None:
-    colour, serving = platform.serving()
+    _, serving = platform.serving()
     version = register_broken(platform, serving)
     outcome.saw(f"registered version {version}: version {serving}'s weights, capacity in kW")
-    deployed, detail = platform.deploy(version, "reliability: broken model")
-    outcome.expect(not deployed, f"the deployment of {version} failed", "it succeeded")
-    outcome.saw(f"the deployment said: {first_line(detail)}")
-    outcome.expect(
-        platform.serving() == (colour, serving),
-        f"{colour} still serves {serving}",
-        f"{platform.serving()} serves",
-    )
+    expect_refused(platform, outcome, version, "reliability: broken model")
     if platform.serving() != platform.start:
         ok, detail = platform.playbook(ROLLBACK_PLAYBOOK, "reliability: back to the start")
         outcome.expect(ok, "rolled back", detail)
@@ -343,6 +331,21 @@ def reboot(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> No
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def expect_refused(
+    platform: Platform, outcome: Outcome, version: str, reason: str, **extravars: str
+) -> None:
+    """Deploy ``version``, which must fail, leaving traffic where it was."""
+    before = platform.serving()
+    deployed, detail = platform.deploy(version, reason, **extravars)
+    outcome.expect(not deployed, f"the deployment of {version} failed", "it succeeded")
+    outcome.saw(f"the deployment said: {first_line(detail)}")
+    outcome.expect(
+        platform.serving() == before,
+        "{} still serves {}".format(*before),
+        "{} serves version {}".format(*platform.serving()),
+    )
 
 
 def count_failures(samples: list[Sample], start: float, end: float) -> int:
