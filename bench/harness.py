@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 
 import ansible_runner
 
+from solar_mlops import playbook_runner
+from solar_mlops.errors import PlaybookFailedError
+
 ROOT = Path(__file__).resolve().parents[1]
 # A clear June noon: one row, the smallest request a client sends.
 BODY = json.dumps({"rows": [{"time": "2013-06-21T12:00:00-07:00", "ghi": 900, "temp_air": 25}]})
@@ -82,17 +85,24 @@ class Load:
                 self.samples.append(Sample(sent, 0, "", type(exc).__name__))
 
 
-def run_playbook(inventory: Path, playbook: str, extravars: dict[str, str]) -> tuple[bool, str]:
-    with tempfile.TemporaryDirectory() as private:
-        result = ansible_runner.run(
-            private_data_dir=private,
-            project_dir=str(ROOT),
-            playbook=str(ROOT / "playbooks" / playbook),
-            inventory=str(inventory),
+def run_playbook(
+    inventory: Path, playbook: str, extravars: dict[str, str], artifacts: Path
+) -> tuple[bool, str]:
+    """Run ``playbooks/<playbook>`` as the flows do (``solar_mlops.playbook_runner``):
+    (succeeded, the playbook's own reason when it failed). The runner's artifacts (output,
+    events) stay in ``artifacts``, the newest runs kept."""
+    try:
+        playbook_runner.run_playbook(
+            f"playbooks/{playbook}",
             extravars=extravars,
-            quiet=True,
+            inventory=inventory,
+            project_dir=ROOT,
+            artifacts_dir=artifacts,
+            on_event=lambda _event: None,
         )
-        return result.rc == 0, _failure(result)
+    except PlaybookFailedError as exc:
+        return False, exc.result.reason
+    return True, ""
 
 
 def ansible_from_this_env() -> None:
@@ -121,8 +131,6 @@ def run_command(inventory: Path, hosts: str, command: str) -> tuple[bool, str]:
 
 
 def _failure(result: ansible_runner.Runner) -> str:
-    if result.rc == 0:
-        return ""
     for event in result.events:
         if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
             res = event["event_data"].get("res", {})

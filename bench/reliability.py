@@ -49,13 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ansible_runner
-from harness import ROOT, Load, Sample, ansible_from_this_env, run_command
+from harness import ROOT, Load, Sample, ansible_from_this_env, run_command, run_playbook
 
-from solar_mlops import playbook_runner
-from solar_mlops.errors import PlaybookFailedError
-from solar_mlops.playbook_runner import DEPLOY_PLAYBOOK, ROLLBACK_PLAYBOOK
-
-FAULTS = ("fuzz", "kill", "haproxy", "postgres", "mlflow", "broken", "reboot")
 ACTOR = "bench/reliability.py"
 SCHEMATHESIS_CONFIG = ROOT / "bench" / "schemathesis.toml"
 
@@ -113,22 +108,12 @@ class Platform:
         return run_command(self.inventory, hosts, command)
 
     def playbook(self, playbook: str, reason: str, **extravars: str) -> tuple[bool, str]:
-        """Run a deployment playbook as the flows do: (succeeded, why it failed)."""
-        try:
-            playbook_runner.run_playbook(
-                playbook,
-                extravars={**extravars, "bluegreen_actor": ACTOR, "bluegreen_reason": reason},
-                inventory=self.inventory,
-                project_dir=ROOT,
-                artifacts_dir=self.artifacts,
-                on_event=lambda _event: None,
-            )
-        except PlaybookFailedError as exc:
-            return False, exc.result.reason
-        return True, ""
+        """(succeeded, the playbook's reason when it failed)."""
+        extravars |= {"bluegreen_actor": ACTOR, "bluegreen_reason": reason}
+        return run_playbook(self.inventory, playbook, extravars, self.artifacts)
 
     def deploy(self, version: str, reason: str, **extravars: str) -> tuple[bool, str]:
-        return self.playbook(DEPLOY_PLAYBOOK, reason, model_version=version, **extravars)
+        return self.playbook("deploy_model.yml", reason, model_version=version, **extravars)
 
     def metric(self, query: str) -> float:
         """A Prometheus query's value summed over its series (0 when none)."""
@@ -289,7 +274,7 @@ def broken(platform: Platform, outcome: Outcome, args: argparse.Namespace) -> No
     outcome.saw(f"registered version {version}: version {serving}'s weights, capacity in kW")
     expect_refused(platform, outcome, version, "reliability: broken model")
     if platform.serving() != platform.start:
-        ok, detail = platform.playbook(ROLLBACK_PLAYBOOK, "reliability: back to the start")
+        ok, detail = platform.playbook("rollback.yml", "reliability: back to the start")
         outcome.expect(ok, "rolled back", detail)
     outcome.expect(
         platform.serving() == platform.start,
@@ -473,7 +458,7 @@ def main() -> int:
         "--api-key-file", type=Path, required=True, help="a file holding the service's API key"
     )
     parser.add_argument("--model", default="solar-power", help="registered model name")
-    parser.add_argument("--only", nargs="+", choices=FAULTS, default=list(FAULTS))
+    parser.add_argument("--only", nargs="+", choices=list(STEPS), default=list(STEPS))
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds around each fault")

@@ -35,6 +35,8 @@ from harness import ROOT, Load, Sample, ansible_from_this_env, run_command, run_
 
 SWAP_LIMIT_S = 1.0
 KILL = "kill active container"
+# The playbooks' runner artifacts (output, events), the newest runs kept.
+ARTIFACTS = ROOT / ".cache" / "rollout" / "ansible-runs"
 
 
 @dataclass
@@ -100,7 +102,7 @@ def main() -> int:
             step = Step(name, time.time())
             steps.append(step)
             extravars |= {"bluegreen_actor": "bench/rollout.py", "bluegreen_reason": name}
-            step.ok, step.detail = run_playbook(inventory, playbook, extravars)
+            step.ok, step.detail = run_playbook(inventory, playbook, extravars, ARTIFACTS)
             print(f"{name}: {'ok' if step.ok else 'FAILED ' + step.detail}", flush=True)
             time.sleep(args.settle)
         if not args.no_kill:
