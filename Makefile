@@ -7,16 +7,21 @@ TOOLS := .cache/tools
 # Use uv from PATH when present; otherwise install a pinned one into .cache/tools.
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --locked
-# Debian packages the tests and the lab need: a real Postgres for the prediction store,
-# the Docker engine and debootstrap for hermetic images, wrk for the benchmarks, Vagrant
-# (with its libvirt provider) to validate the Vagrantfile, Prometheus, its Pushgateway
-# and Alertmanager for the alerting and dashboard tests.
-APT_PACKAGES := postgresql docker.io debootstrap wrk vagrant vagrant-libvirt prometheus-pushgateway prometheus prometheus-alertmanager
+# Debian packages, by what needs them (each installed only when missing, root or sudo):
+# the lab needs the Docker engine and debootstrap for hermetic images; the tests a real
+# Postgres for the prediction store, Prometheus with promtool, its Pushgateway and
+# Alertmanager, and Vagrant (with its libvirt provider) to validate the Vagrantfile;
+# the benchmarks wrk.
+APT_LAB := docker.io debootstrap
+APT_TEST := postgresql prometheus prometheus-pushgateway prometheus-alertmanager vagrant vagrant-libvirt
+APT_BENCH := wrk
+# Each stage's wall time goes to one table (scripts/timing; .ci/run prints it).
+TIMED := scripts/timing run
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -25,20 +30,18 @@ $(TOOLS)/bin/uv:
 # Compiled bytecode keeps imports fast even where PYTHONDONTWRITEBYTECODE is set.
 .PHONY: install
 install: $(UV) ## create .venv from uv.lock (Python 3.11)
-	$(UV) sync --locked --compile-bytecode
+	@$(TIMED) venv $(UV) sync --locked --compile-bytecode
 
-.PHONY: system-deps
-system-deps: ## install the Debian packages above when missing (root, or sudo)
-	@missing=""; for pkg in $(APT_PACKAGES); do \
-	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+.PHONY: lab-deps test-deps bench-deps
+lab-deps: ## the Debian packages the lab needs (APT_LAB)
+	@$(TIMED) "Debian packages: lab" scripts/system-deps.sh $(APT_LAB)
+test-deps: ## the Debian packages the tests need (APT_TEST)
+	@$(TIMED) "Debian packages: tests" scripts/system-deps.sh $(APT_TEST)
+bench-deps:
+	@scripts/system-deps.sh $(APT_BENCH)
 
 .PHONY: docker-engine
-docker-engine: system-deps ## make sure a Docker engine answers (starts dockerd without systemd)
+docker-engine: lab-deps ## make sure a Docker engine answers (starts dockerd without systemd)
 	@$(SUDO) scripts/start-dockerd.sh
 
 .PHONY: train
@@ -51,13 +54,29 @@ serve: install ## run the prediction service on 127.0.0.1:8000 with the local re
 	SOLAR_BIND=127.0.0.1:8000 $(RUN) gunicorn -c python:solar_mlops.service.gunicorn_conf
 
 .PHONY: lint
-lint: install ## ruff (Python) and ansible-lint (roles, scenarios, inventories)
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
-	$(RUN) ansible-lint --profile production roles molecule inventory playbooks
+lint: install ## ruff, the type checker, the import contract, ansible-lint
+	@$(TIMED) "lint: ruff" $(RUN) ruff check .
+	@$(TIMED) "lint: ruff format" $(RUN) ruff format --check .
+	@$(TIMED) "lint: ansible-lint" $(RUN) ansible-lint --profile production roles molecule inventory playbooks
+
+# Test tiers, by the tools a test needs (pytest markers; tests/tiers.py keeps them honest).
+TOOL_TESTS := postgres or prometheus or vagrant
+FAST_TESTS := not (docker or $(TOOL_TESTS))
+
+.PHONY: check
+check: lint ## the fast tier: lint and every test that needs no Docker, Postgres, Prometheus, Vagrant or lab
+	@$(TIMED) "pytest: fast tier" $(RUN) pytest -m "$(FAST_TESTS)"
+
+.PHONY: test-tools
+test-tools: install test-deps ## the tests that need Debian's Postgres, Prometheus tools or Vagrant
+	@$(TIMED) "pytest: Postgres, Prometheus, Vagrant" $(RUN) pytest -m "$(TOOL_TESTS)"
+
+.PHONY: test-docker
+test-docker: install docker-engine ## the tests that build and run the service's image
+	@$(TIMED) "pytest: Docker" $(RUN) pytest -m docker
 
 .PHONY: lab-images
-lab-images: docker-engine install ## build the lab's images (base, lab host, HAProxy), only when missing
+lab-images: docker-engine install ## build the lab's images (scripts/lab-images.sh), each only when missing or out of date
 	scripts/lab-images.sh
 
 .PHONY: lab-archives
@@ -92,8 +111,43 @@ demo: lab-site api-key ## the whole loop on the lab: champion, faulty traffic, d
 	$(RUN) solar demo --api-key-file $(API_KEY_FILE) --report .cache/demo/report.json
 
 .PHONY: demo-down
-demo-down: ## remove the lab the demo made, with its engines' data
+demo-down: ## remove the lab's hosts and their engines' data (the images stay: make lab-clean)
 	scripts/lab.sh down --volumes
+	@echo "kept: the lab's images (make lab-clean removes them and their archives), .venv and .cache/"
+
+.PHONY: lab-clean
+lab-clean: demo-down ## remove the lab's hosts, volumes, images and image archives too
+	@images=$$(docker image ls --filter 'reference=solar-mlops/*' --quiet | sort -u); \
+	  if [ -n "$$images" ]; then docker image rm --force $$images >/dev/null; fi
+	rm -rf .cache/lab-images
+	@echo "removed the solar-mlops/* images and .cache/lab-images; kept .venv"
+
+# Operator commands on the running lab (after make demo), from any shell: they go
+# through the venv, so nothing needs activating. VERSION is a registered version.
+LAB_MLFLOW := http://127.0.0.1:5000
+LAB_PREFECT := http://127.0.0.1:4200/api
+
+.PHONY: models
+models: install ## the lab registry's versions with their aliases, scores and gate verdicts
+	MLFLOW_TRACKING_URI=$(LAB_MLFLOW) $(RUN) solar models
+
+.PHONY: deploy
+deploy: install ## blue-green rollout of VERSION to the idle colour (playbooks/deploy_model.yml)
+	@test -n "$(VERSION)" || { echo "usage: make deploy VERSION=N (make models lists them)" >&2; exit 2; }
+	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/deploy_model.yml -e model_version=$(VERSION)
+
+.PHONY: rollback
+rollback: install ## traffic back to the other colour (playbooks/rollback.yml)
+	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/rollback.yml
+
+.PHONY: deployments
+deployments: install ## who deployed what, when, and how it went (playbooks/deployments.yml)
+	$(RUN) ansible-playbook -i $(LAB_INVENTORY) playbooks/deployments.yml
+
+.PHONY: retrain
+retrain: install ## train a quick challenger through the lab's Prefect; a winner is rolled out
+	PREFECT_API_URL=$(LAB_PREFECT) $(RUN) prefect deployment run train/train \
+	  -p tune=false -p backtest=false --watch
 
 .PHONY: reliability
 reliability: api-key ## faults under load on the running lab, after make demo (docs/reliability.md)
@@ -108,21 +162,32 @@ security-checks: install ## read-only security checks of a running platform (LAB
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
 	scripts/lab.sh down $(ARGS)
 
+# Cheapest first, so that a failure shows early; every folder with a molecule.yml must
+# be listed (the recipe refuses one that is not).
+MOLECULE_SCENARIOS := docker deploy_access grafana postgres haproxy prometheus mlflow \
+  model_server prefect bluegreen platform
+
 .PHONY: molecule
-molecule: lab-images ## every Molecule scenario (molecule/<name>), one after the other, timed
-	@for scenario in $$(ls molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
-	  echo "== molecule test -s $$scenario"; started=$$(date +%s); \
-	  PATH=$(CURDIR)/.venv/bin:$$PATH $(RUN) molecule test -s $$scenario || exit 1; \
-	  echo "== $$scenario passed in $$(( $$(date +%s) - started )) s"; \
+molecule: lab-images ## every Molecule scenario (MOLECULE_SCENARIOS), one after the other, timed
+	@for found in $$(ls molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
+	  case " $(MOLECULE_SCENARIOS) " in *" $$found "*) ;; \
+	    *) echo "molecule/$$found is not in MOLECULE_SCENARIOS (Makefile)" >&2; exit 2 ;; esac; \
+	done
+	@for scenario in $(MOLECULE_SCENARIOS); do \
+	  echo "== molecule test -s $$scenario"; \
+	  PATH=$(CURDIR)/.venv/bin:$$PATH $(TIMED) "molecule: $$scenario" \
+	    $(RUN) molecule test -s $$scenario || exit 1; \
 	done
 
 .PHONY: test
-test: lint docker-engine ## every test: unit, data, model, integration against real servers, Molecule
-	$(RUN) pytest
-	$(MAKE) molecule
+test: timing-reset check test-tools test-docker molecule ## every test, cheapest first: the fast tier, tool tests, the image, Molecule
+
+.PHONY: timing-reset
+timing-reset:
+	@scripts/timing reset
 
 .PHONY: bench
-bench: install system-deps ## benchmarks (see docs/benchmarks.md)
+bench: install bench-deps ## benchmarks (see docs/benchmarks.md)
 	$(RUN) python bench/model_table.py
 	$(RUN) python bench/service_throughput.py
 

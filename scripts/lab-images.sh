@@ -59,6 +59,11 @@ case "${1:-}" in
 esac
 
 log() { printf '[lab-images] %s\n' "$*" >&2; }
+# "IMAGE: built in N s", also a row of the run's timing table (scripts/timing).
+built() {
+    log "$1: built in $2 s"
+    "$repo/scripts/timing" add "image: $1" "$2"
+}
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 # The legacy builder works with every engine here (BuildKit may be missing). The build's
 # output is shown only when it fails.
@@ -95,7 +100,7 @@ else
         exit 1
     fi
     rm -f "$out"
-    log "base     $base_image: built in $((SECONDS - step)) s"
+    built "$base_image" "$((SECONDS - step))"
 fi
 
 step=$SECONDS
@@ -118,7 +123,7 @@ if $rebuild || ! have "$host_image"; then
         -t "$host_image" "$context"
     rm -rf "$context"
     trap - EXIT
-    log "lab-host $host_image: built in $((SECONDS - step)) s"
+    built "$host_image" "$((SECONDS - step))"
 else
     log "lab-host $host_image: present"
 fi
@@ -130,7 +135,7 @@ stand_in() {
     if $rebuild || ! have "$image"; then
         log "building $image"
         build --build-arg BASE_IMAGE="$base_image" -t "$image" - <"$repo/docker/$dockerfile"
-        log "$image: built in $((SECONDS - step)) s"
+        built "$image" "$((SECONDS - step))"
     else
         log "$image: present"
     fi
@@ -147,7 +152,7 @@ from_repo() {
     build --build-arg BASE_IMAGE="$base_image" --build-arg EXTRA_CA_BUNDLE="$bundle" \
         --build-arg GIT_COMMIT="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)" \
         -f "$repo/docker/$dockerfile" -t "$image" "$repo"
-    log "$image: built in $((SECONDS - step)) s"
+    built "$image" "$((SECONDS - step))"
 }
 
 step=$SECONDS
@@ -155,7 +160,7 @@ if $rebuild || ! have "$host_docker_image"; then
     log "building $host_docker_image"
     build --build-arg BASE_IMAGE="$host_image" -t "$host_docker_image" - \
         <"$repo/docker/lab-host-docker.Dockerfile"
-    log "$host_docker_image: built in $((SECONDS - step)) s"
+    built "$host_docker_image" "$((SECONDS - step))"
 else
     log "$host_docker_image: present"
 fi

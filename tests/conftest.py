@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 import pandas as pd
 import pytest
+import tiers
 
 from solar_mlops.data import TimeWindow
 from solar_mlops.pipeline import TrainOutcome, train_and_register
@@ -14,6 +15,13 @@ from solar_mlops.predictor import PowerModel
 from solar_mlops.registry import Registry
 from solar_mlops.site import Site
 from solar_mlops.training import Prepared, TrainingConfig, TrainingResult, prepare, train
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture of the test is set up, so module-scoped servers are checked too.
+    tiers.enter(item)
+
 
 # Fast settings for tests: the tuned defaults, no grid search, no backtest.
 FAST = TrainingConfig(tune=False, backtest=False)

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+import tiers
 from psycopg import sql
 from servers import free_port
 
@@ -64,6 +65,7 @@ class PostgresServer:
     def __init__(
         self, root: Path, database: str = "solar", timezone: str = "UTC", ready_timeout: float = 30
     ) -> None:
+        tiers.require("postgres")
         self.bin = find_bin_dir()
         self.log = root / "postgres.log"
         self.database = database

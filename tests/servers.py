@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import tiers
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -122,6 +124,7 @@ def moto_server() -> Iterator[str]:
 @contextlib.contextmanager
 def pushgateway(root: Path) -> Iterator[str]:
     """Debian's Prometheus Pushgateway on 127.0.0.1, metrics kept in memory only."""
+    tiers.require("prometheus")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -137,6 +140,7 @@ def prometheus_server(root: Path, config: dict[str, object], port: int) -> Itera
     """Debian's Prometheus on 127.0.0.1:``port`` (from ``free_port``, so that ``config``
     can name it) with ``config`` as its prometheus.yml (JSON is YAML); its TSDB lives
     in ``root``."""
+    tiers.require("prometheus")
     url = f"http://127.0.0.1:{port}"
     root.mkdir(parents=True, exist_ok=True)
     config_file = root / "prometheus.yml"
@@ -153,6 +157,7 @@ def prometheus_server(root: Path, config: dict[str, object], port: int) -> Itera
 def alertmanager(root: Path, config: dict[str, object]) -> Iterator[str]:
     """Debian's Alertmanager on 127.0.0.1 with ``config`` as its alertmanager.yml (JSON
     is YAML), alone (no cluster), its state in ``root``."""
+    tiers.require("prometheus")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     root.mkdir(parents=True, exist_ok=True)

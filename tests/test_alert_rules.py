@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiers
 import yaml
+
+pytestmark = pytest.mark.prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "roles" / "prometheus" / "files" / "rules"
@@ -27,6 +30,7 @@ INSTALL = (
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
+    tiers.require("prometheus")
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(INSTALL)

@@ -49,7 +49,7 @@ from flows.monitor_drift import event_payload
 from solar_mlops import drift, monitoring
 from solar_mlops.registry import Registry
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 TOKEN = "test-alert-webhook-token"
 RULES = REPO / "roles" / "prometheus" / "files" / "rules" / "solar-model.rules.yml"

@@ -52,7 +52,7 @@ from solar_mlops.features import FeatureBuilder
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.training import Prepared
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 DASHBOARDS = REPO / "roles" / "grafana" / "files" / "dashboards"
 PROMETHEUS_ROLE = REPO / "roles" / "prometheus"

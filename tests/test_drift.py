@@ -162,6 +162,7 @@ def test_bad_input_is_refused_in_words(prepared, model, builder, reference) -> N
 
 
 @pytest.mark.integration
+@pytest.mark.prometheus
 def test_figures_reach_a_real_pushgateway(
     tmp_path: Path, prepared, model, builder, reference
 ) -> None:

@@ -46,7 +46,7 @@ from solar_mlops.features import FeatureBuilder
 from solar_mlops.registry import CHAMPION, Registry
 from solar_mlops.service import store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 POOL = "solar-mlops"
 # Weeks of 2013 that tests/test_drift.py shows quiet, and loud with the sensor 20 % low.

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiers
 from conftest import FAST
 from servers import free_port, mlflow_server
 
@@ -70,6 +71,7 @@ def run_logged(command: list[str], log: Path, timeout: float) -> float:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
+    tiers.require("docker")
     try:
         info = docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tiers
 from servers import venv_bin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,15 +114,19 @@ def test_the_deploy_key_works_from_the_control_hosts_only(inventory: str) -> Non
         assert sorted(allowed) == sorted({address, "127.0.0.1", "::1"}), (host, allowed)
 
 
+@pytest.mark.vagrant
 @pytest.mark.parametrize("layout", ["all-in-one", "multi"])
 def test_vagrant_validates_both_layouts(layout: str) -> None:
+    tiers.require("vagrant")
     vagrant = shutil.which("vagrant")
     assert vagrant, "vagrant is missing: make system-deps installs it"
     out = succeeded(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": layout})
     assert "validated successfully" in out
 
 
+@pytest.mark.vagrant
 def test_vagrant_names_an_unknown_layout() -> None:
+    tiers.require("vagrant")
     vagrant = shutil.which("vagrant")
     assert vagrant, "vagrant is missing: make system-deps installs it"
     result = run(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": "three"})

@@ -24,7 +24,10 @@ from sqlalchemy.engine import Engine
 from solar_mlops.service import prediction_log, store
 from solar_mlops.service.prediction_log import PredictionLog
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
+]
 READINGS = {
     "written": "solar_prediction_log_written_rows_total",
     "failures": "solar_prediction_log_write_failures_total",
@@ -255,6 +258,7 @@ def test_submit_never_blocks_and_drops_beyond_the_bound(
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_a_long_outage_holds_the_rows_until_the_store_is_back(
     pg: PostgresServer,
     pg_engine: Engine,
@@ -286,6 +290,7 @@ def test_a_long_outage_holds_the_rows_until_the_store_is_back(
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_shutdown_during_an_outage_counts_what_it_could_not_write(
     pg: PostgresServer,
     pg_engine: Engine,
@@ -312,6 +317,7 @@ def test_shutdown_during_an_outage_counts_what_it_could_not_write(
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_outage_within_the_backoff_window_loses_nothing(
     pg: PostgresServer,
     pg_engine: Engine,
@@ -454,6 +460,7 @@ def test_recent_window_refuses_naive_bounds(engine: Engine) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_recent_window_names_the_store_when_it_is_down(
     pg: PostgresServer, pg_engine: Engine
 ) -> None:

@@ -222,6 +222,7 @@ def solar(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_replay_into_the_service_stores_every_step_with_late_truth_and_faults(
     service: tuple[str, sa.Engine, PostgresServer], tmp_path: Path
 ) -> None:
@@ -276,6 +277,7 @@ def test_replay_into_the_service_stores_every_step_with_late_truth_and_faults(
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_a_wrong_key_ends_the_replay_with_the_services_words_and_no_retry(
     service: tuple[str, sa.Engine, PostgresServer],
 ) -> None:
@@ -294,6 +296,7 @@ def test_a_wrong_key_ends_the_replay_with_the_services_words_and_no_retry(
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_a_store_outage_is_retried_then_counted_and_the_replay_goes_on(
     service: tuple[str, sa.Engine, PostgresServer],
 ) -> None:
@@ -321,6 +324,7 @@ def test_an_unreachable_service_is_named_with_the_cause() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.postgres
 def test_the_demos_load_replays_its_window_until_stopped(
     service: tuple[str, sa.Engine, PostgresServer],
 ) -> None:
