@@ -1,7 +1,7 @@
 """The service's 422: FastAPI's field-level errors, bounded in size whatever was sent.
 
 pydantic echoes each error's ``input``: for a check on the whole request (repeated
-timestamps) that is the whole request, 300 KB for a 5,000-row batch. Here each echoed
+timestamps) that is the whole request, 325 KB for a 5,000-row batch. Here each echoed
 value is cut to a short prefix of its JSON, and only the first errors are listed.
 """
 
