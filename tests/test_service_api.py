@@ -1,10 +1,13 @@
-"""The prediction API in one process: contract, validation, limits, auth, parity."""
+"""The prediction API in one process: contract, validation, limits, auth, parity, docs."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -16,13 +19,14 @@ from solar_mlops.errors import RegistryError
 from solar_mlops.features import FEATURE_NAMES, FeatureBuilder
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.service.main import create_app
-from solar_mlops.service.schemas import PredictResponse
+from solar_mlops.service.schemas import PredictResponse, ValidationErrors
 from solar_mlops.service.settings import ServiceSettings
+from solar_mlops.service.validation_errors import MAX_ECHO_CHARS, MAX_ERRORS
 from solar_mlops.training import Prepared
 
 API_KEY = "test-ground-truth-key"
 MAX_ROWS = 60
-MAX_BODY = 64 * 1024
+MAX_BODY = 512 * 1024  # room for a 5,000-row batch
 
 
 def settings_for(registry_uri: str, root: Path, **overrides: object) -> ServiceSettings:
@@ -136,8 +140,8 @@ def test_bad_rows_get_field_level_422(
 ) -> None:
     response = client.post("/predict", json={"rows": [row]})
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["body", "rows", 0, field] and error["type"] == kind
+    (error,) = ValidationErrors.model_validate_json(response.content).detail
+    assert error.loc == ["body", "rows", 0, field] and error.type == kind
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
@@ -145,7 +149,8 @@ def test_non_finite_numbers_are_refused(client: TestClient, token: str) -> None:
     body = f'{{"rows": [{{"time": "2013-06-21T12:00:00Z", "ghi": {token}, "temp_air": 20}}]}}'
     response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "rows", 0, "ghi"]
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "rows", 0, "ghi"] and error["input"] == token
 
 
 def test_duplicate_timestamps_and_empty_batches_are_refused(client: TestClient) -> None:
@@ -160,16 +165,58 @@ def test_duplicate_timestamps_and_empty_batches_are_refused(client: TestClient) 
     assert empty.status_code == 422 and empty.json()["detail"][0]["type"] == "too_short"
 
 
-def test_limits_answer_413(client: TestClient) -> None:
+def test_a_large_batch_gets_a_small_422_that_names_the_row(client: TestClient) -> None:
+    rows = rows_of(weather_frame("2013-06-21", 5000))
+    rows[4321]["time"] = rows[4320]["time"]
+    response = client.post("/predict", json={"rows": rows})
+    assert response.status_code == 422
+    assert len(response.content) < 1024  # the 325 KB request used to come back whole
+    body = ValidationErrors.model_validate_json(response.content)
+    (error,) = body.detail
+    assert "rows[4321].time repeats an earlier timestamp" in error.msg
+    sent = json.dumps({"rows": rows}, separators=(",", ":"))
+    assert error.input == f"{sent[:MAX_ECHO_CHARS]}… [cut: {len(sent)} characters of JSON in all]"
+    assert body.errors_omitted == 0
+
+
+def test_many_errors_are_listed_up_to_a_bound_with_a_count(client: TestClient) -> None:
+    rows = [{**row, "ghi": -1.0} for row in rows_of(weather_frame("2013-06-21", 50))]
+    rows[0]["x" * 5000] = 1  # a field name is input too
+    response = client.post("/predict", json={"rows": rows})
+    assert response.status_code == 422 and len(response.content) < 8 * 1024
+    body = ValidationErrors.model_validate_json(response.content)
+    assert len(body.detail) == MAX_ERRORS and body.errors_omitted == 51 - MAX_ERRORS
+    unknown = body.detail[1]
+    assert unknown.type == "extra_forbidden" and len(unknown.loc[-1]) < MAX_ECHO_CHARS + 50
+    assert [e.loc for e in body.detail[2:]] == [
+        ["body", "rows", i, "ghi"] for i in range(1, MAX_ERRORS - 1)
+    ]
+
+
+def test_limits_answer_413_naming_the_limit_and_what_was_sent(client: TestClient) -> None:
     too_many = rows_of(weather_frame("2013-06-21", MAX_ROWS + 1))
     response = client.post("/predict", json={"rows": too_many})
     assert response.status_code == 413
-    assert f"exceeds the limit of {MAX_ROWS}" in response.json()["detail"]
-    padding = json.dumps({"rows": [one_row()], "pad": "x" * MAX_BODY})
-    response = client.post(
-        "/predict", content=padding, headers={"content-type": "application/json"}
+    assert response.json()["detail"] == (
+        f"batch of {MAX_ROWS + 1} rows exceeds the limit of {MAX_ROWS} rows: "
+        f"send at most {MAX_ROWS} rows per request"
     )
-    assert response.status_code == 413
+    padding = json.dumps({"rows": [one_row()], "pad": "x" * MAX_BODY}).encode()
+    headers = {"content-type": "application/json"}
+    declared = client.post("/predict", content=padding, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json()["detail"] == (
+        f"request body of {len(padding)} bytes exceeds the limit of {MAX_BODY} bytes: "
+        "send fewer rows per request"
+    )
+    # Without a Content-Length (chunked), the body is cut off as it is read.
+    streamed = client.post("/predict", content=iter([padding]), headers=headers)
+    assert streamed.status_code == 413
+    assert re.fullmatch(
+        rf"request body \(cut off after \d+ bytes\) exceeds the limit of {MAX_BODY} bytes: "
+        "send fewer rows per request",
+        streamed.json()["detail"],
+    )
 
 
 def test_probes_and_version(client: TestClient) -> None:
@@ -193,6 +240,8 @@ def test_actuals_need_the_key_and_past_times(client: TestClient) -> None:
     future = {"rows": [{"time": "2099-01-01T00:00:00Z", "ac_power_w": 1.0}]}
     refused = client.post("/actuals", json=future, headers={"X-API-Key": API_KEY})
     assert refused.status_code == 422 and "future" in refused.text
+    (error,) = ValidationErrors.model_validate_json(refused.content).detail
+    assert error.loc == ["body", "rows", 0, "time"] and error.type == "datetime_past"
 
 
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
@@ -237,3 +286,49 @@ def test_api_key_file_wins(embedded_registry: tuple[str, TrainOutcome], tmp_path
     secret.write_text("from-the-file\n")
     settings = settings_for(uri, tmp_path, api_key_file=secret)
     assert settings.ground_truth_key == "from-the-file"
+
+
+class _Assets(HTMLParser):
+    """The URLs a docs page loads: scripts, stylesheets and icons, ReDoc's schema."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        url = {"script": "src", "link": "href", "redoc": "spec-url"}.get(tag)
+        if url and attributes.get(url):
+            self.urls.append(str(attributes[url]))
+
+
+EXPECTED_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_everything_from_the_service(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200 and "://" not in html.text  # no absolute URL at all
+    parser = _Assets()
+    parser.feed(html.text)
+    urls = parser.urls + re.findall(r"url: '([^']+)'", html.text)  # Swagger UI's schema
+    assert "/openapi.json" in urls and len(urls) >= 3
+    for url in urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, url
+        response = client.get(url)
+        assert response.status_code == 200, url
+        kind = response.headers["content-type"].split(";")[0]
+        assert kind == EXPECTED_TYPES[Path(parts.path).suffix], url
+        assert len(response.content) > 1000, url
+    # One series for every asset, whatever name is asked for.
+    assert client.get("/docs/assets/no-such-file.js").status_code == 404
+    metrics = client.get("/metrics").text
+    assert 'endpoint="/docs/assets/{name}",method="GET",status="200"' in metrics
+    assert 'endpoint="/docs/assets/{name}",method="GET",status="404"' in metrics
+    assert "swagger-ui" not in metrics and "no-such-file" not in metrics

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import json
+import socket
 import sqlite3
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -84,6 +87,36 @@ def test_predictions_match_offline_and_metrics_add_up_across_workers(
     with sqlite3.connect(root / "predictions.db") as db:
         (stored,) = db.execute("select count(*) from predictions").fetchone()
     assert stored == len(rows) + 4 * requests
+
+
+def answer_to_a_body_never_finished(url: str, head: bytes, body: bytes) -> tuple[int, str]:
+    """Send ``head`` and part of a body, never the rest: whatever answers, answered
+    before the body was read in full."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: solar\r\n" + head + b"\r\n" + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())["detail"]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(world: dict) -> None:
+    env = {**world["env"], "SOLAR_MAX_BODY_BYTES": "4096"}
+    with gunicorn_server(world["root"] / "limits", env, workers=1) as url:
+        json_type = b"Content-Type: application/json\r\n"
+        declared = answer_to_a_body_never_finished(
+            url, json_type + b"Content-Length: 10000000\r\n", b'{"rows": ['
+        )
+        assert declared == (
+            413, "request body of 10000000 bytes exceeds the limit of 4096 bytes: "
+            "send fewer rows per request",
+        )  # fmt: skip
+        kilobyte = b"400\r\n" + b" " * 1024 + b"\r\n"  # one chunk of 0x400 bytes
+        status, detail = answer_to_a_body_never_finished(
+            url, json_type + b"Transfer-Encoding: chunked\r\n", kilobyte * 8
+        )
+        assert status == 413 and detail.startswith("request body (cut off after ")
+        assert "exceeds the limit of 4096 bytes" in detail
 
 
 def test_restart_with_mlflow_down_serves_the_cached_version(world: dict) -> None:

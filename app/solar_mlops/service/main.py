@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -23,15 +22,14 @@ from fastapi import (
     Response,
     status,
 )
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
 from solar_mlops.features import FEATURE_NAMES
 from solar_mlops.service import metrics
+from solar_mlops.service.api_docs import add_api_docs
 from solar_mlops.service.batcher import PredictionBatcher, Series
-from solar_mlops.service.middleware import RequestContext
+from solar_mlops.service.middleware import BodyLimit, RequestContext
 from solar_mlops.service.model_store import ServedModel, load_served_model
 from solar_mlops.service.prediction_log import PredictionLog
 from solar_mlops.service.routing import JsonBodyRoute
@@ -42,10 +40,12 @@ from solar_mlops.service.schemas import (
     PredictRequest,
     PredictResponse,
     Readiness,
+    ValidationErrors,
     VersionInfo,
 )
 from solar_mlops.service.settings import ServiceSettings
 from solar_mlops.service.store import connect, upsert_actuals
+from solar_mlops.service.validation_errors import validation_error
 
 log = logging.getLogger(__name__)
 # A summer noon (2013-06-21 18:00 UTC) for the warm-up prediction of each worker.
@@ -90,37 +90,23 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         summary="AC power forecasts for PVDAQ system 50 from timestamp and weather",
         version=settings.git_commit[:12],
         lifespan=lifespan,
-        # Bodies over the limit get a 413 before they are read in full.
-        max_body_size=settings.max_body_bytes,
+        # api_docs.py serves the schema and both pages, with no CDN.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # The service's metrics are Prometheus' (metrics.py). FastAPI's OpenTelemetry
         # hooks, unconfigured, would still look up the providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.served = served
+    # Bodies over the limit get a 413 before they are read in full.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(router)
+    add_api_docs(app)
     return app
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, made safe for what JSON cannot hold: a NaN or infinity sent by
-    the client is echoed back as text instead of failing the response with a 500."""
-    errors = jsonable_encoder(exc.errors())  # type: ignore[attr-defined]
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": _json_safe(errors)}
-    )
-
-
-def _json_safe(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 # Dependencies are coroutines: plain functions would each cost a thread-pool hop.
@@ -137,6 +123,8 @@ Settings = Annotated[ServiceSettings, Depends(_settings)]
 
 
 router = APIRouter()
+# A 422 as validation_errors.py words it, in the OpenAPI contract.
+_REFUSED = {422: {"model": ValidationErrors, "description": "invalid request"}}
 
 
 async def predict(
@@ -153,7 +141,8 @@ async def predict(
     if len(rows) > settings.max_batch_rows:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            f"batch of {len(rows)} rows exceeds the limit of {settings.max_batch_rows}",
+            f"batch of {len(rows)} rows exceeds the limit of {settings.max_batch_rows} rows: "
+            f"send at most {settings.max_batch_rows} rows per request",
         )
     series = Series(
         epoch_s=body.epoch_s,
@@ -209,7 +198,13 @@ router.add_api_route(
     predict,
     methods=["POST"],
     response_model=PredictResponse,
-    responses={413: {"description": "batch or body over the configured limit"}},
+    responses={
+        **_REFUSED,
+        413: {
+            "description": "body over the byte limit, or batch over the row limit; "
+            "`detail` names the limit and what was sent"
+        },
+    },
     route_class_override=JsonBodyRoute,
 )
 
@@ -219,6 +214,7 @@ router.add_api_route(
     response_model=ActualsResponse,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        **_REFUSED,
         401: {"description": "missing or wrong API key"},
         403: {"description": "ground-truth intake disabled (no key configured)"},
         503: {"description": "prediction store unavailable; nothing stored, retry"},
@@ -240,13 +236,6 @@ def actuals(
         )
     if x_api_key is None or not hmac.compare_digest(x_api_key, expected):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong X-API-Key")
-    now = datetime.now(UTC)
-    future = [i for i, row in enumerate(body.rows) if row.time > now]
-    if future:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"rows {future[:5]} lie in the future: actuals are for past timestamps",
-        )
     engine = request.app.state.prediction_log.engine
     try:
         accepted = upsert_actuals(engine, [(r.time, r.ac_power_w) for r in body.rows])

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from solar_mlops.quality import GHI_RANGE, TEMP_AIR_RANGE
+from solar_mlops.service.validation_errors import MAX_ECHO_CHARS, MAX_ERRORS
 
 # Far enough either side of the training years to catch a typo, not a real forecast.
 EARLIEST = datetime.fromisoformat("1990-01-01T00:00:00+00:00")
@@ -87,6 +97,16 @@ class Actual(BaseModel):
     time: AwareDatetime = Field(ge=EARLIEST, lt=LATEST)
     ac_power_w: float = Field(ge=-10, le=100_000, allow_inf_nan=False)
 
+    @field_validator("time")
+    @classmethod
+    def _past(cls, time: datetime) -> datetime:
+        if time > datetime.now(UTC):
+            # pydantic's own error type for a time that must be past
+            raise PydanticCustomError(
+                "datetime_past", "Input should be in the past, not the future: actuals are measured"
+            )
+        return time
+
 
 class ActualsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -96,6 +116,23 @@ class ActualsRequest(BaseModel):
 
 class ActualsResponse(BaseModel):
     accepted: int
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: e.g. body, rows, 3, ghi")
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. greater_than_equal")
+    input: Any = Field(
+        None,
+        description=f"what was sent there; if its JSON is over {MAX_ECHO_CHARS} characters, "
+        f"the first {MAX_ECHO_CHARS} as a string ending '… [cut: N characters of JSON in all]'",
+    )
+    ctx: dict[str, Any] | None = Field(None, description='the constraint, e.g. {"ge": 0}')
+
+
+class ValidationErrors(BaseModel):
+    detail: list[FieldError] = Field(description=f"the first {MAX_ERRORS} errors")
+    errors_omitted: int = Field(description="errors beyond those listed")
 
 
 class Liveness(BaseModel):
