@@ -53,10 +53,14 @@ train: install ## on this machine: train -> evaluate -> register -> gate, then l
 serve: install ## run the prediction service on 127.0.0.1:8000 with the local registry's champion
 	SOLAR_BIND=127.0.0.1:8000 $(RUN) gunicorn -c python:solar_mlops.service.gunicorn_conf
 
-.PHONY: lint
-lint: install ## ruff, the type checker, the import contract, ansible-lint
+.PHONY: lint lint-python lint-ansible
+lint: lint-python lint-ansible ## ruff, the type checker, the import contract, ansible-lint
+
+lint-python: install
 	@$(TIMED) "lint: ruff" $(RUN) ruff check .
 	@$(TIMED) "lint: ruff format" $(RUN) ruff format --check .
+
+lint-ansible: install
 	@$(TIMED) "lint: ansible-lint" $(RUN) ansible-lint --profile production roles molecule inventory playbooks
 
 # Test tiers, by the tools a test needs (pytest markers; tests/tiers.py keeps them honest).
@@ -64,7 +68,7 @@ TOOL_TESTS := postgres or prometheus or vagrant
 FAST_TESTS := not (docker or $(TOOL_TESTS))
 
 .PHONY: check
-check: lint ## the fast tier: lint and every test that needs no Docker, Postgres, Prometheus, Vagrant or lab
+check: lint-python ## the fast tier: Python lint and every test that needs no Docker, Postgres, Prometheus, Vagrant or lab
 	@$(TIMED) "pytest: fast tier" $(RUN) pytest -m "$(FAST_TESTS)"
 
 .PHONY: test-tools
@@ -180,7 +184,7 @@ molecule: lab-images ## every Molecule scenario (MOLECULE_SCENARIOS), one after 
 	done
 
 .PHONY: test
-test: timing-reset check test-tools test-docker molecule ## every test, cheapest first: the fast tier, tool tests, the image, Molecule
+test: timing-reset check lint-ansible test-tools test-docker molecule ## every test, cheapest first: the fast tier, ansible-lint, tool tests, the image, Molecule
 
 .PHONY: timing-reset
 timing-reset:
