@@ -84,12 +84,22 @@ RUN set -eux; \
     python3 -m venv /opt/uv; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
 
+# ---------------------------------------------------------------------------------------
+# requirements: this image's pins, exported from the lock. The install below copies only
+# this file, and COPY compares content: a lock change that leaves these pins as they were
+# (a dev tool, another image's group) keeps the installed layer.
+FROM builder AS requirements
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
+# Only the server's group: no project, no other group, pinned and hashed by the lock.
+RUN /opt/uv/bin/uv export --locked --only-group mlflow-server --no-emit-project \
+        --format requirements-txt --output-file /tmp/requirements.txt
+
+# ---------------------------------------------------------------------------------------
+# venv: the server's dependencies, rebuilt only when its pins change.
+FROM builder AS venv
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN set -eux; \
-    # Only the server's group: no project, no other group, pinned and hashed by the lock. \
-    /opt/uv/bin/uv export --locked --only-group mlflow-server --no-emit-project \
-        --format requirements-txt --output-file /tmp/requirements.txt; \
     # No pip in the shipped venv: nothing installs packages at run time. \
     python3 -m venv --without-pip /opt/venv; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
@@ -101,7 +111,7 @@ RUN set -eux; \
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 
 RUN set -eux; \
     # A fresh volume takes this folder's owner, so the server can write its store. \

@@ -74,21 +74,30 @@ RUN set -eux; \
     python3 -m venv /opt/uv; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
 
+# ---------------------------------------------------------------------------------------
+# requirements: this image's pins, exported from the lock. The install below copies only
+# this file, and COPY compares content: a lock change that leaves these pins as they were
+# (a dev tool, another image's group) keeps the installed layer.
+FROM builder AS requirements
 WORKDIR /src
-# Dependencies first: this layer is rebuilt only when the lock changes, not the code.
-# Not README.md: a change to the docs must not reinstall every dependency.
 COPY pyproject.toml uv.lock ./
+# [project].dependencies only (no train/dev groups), pinned and hashed by the lock.
+RUN /opt/uv/bin/uv export --locked --no-default-groups --no-emit-project \
+        --format requirements-txt --output-file /tmp/requirements.txt
+
+# ---------------------------------------------------------------------------------------
+# venv: the dependencies first (rebuilt only when the pins change), then the package.
+FROM builder AS venv
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN set -eux; \
-    # [project].dependencies only (no train/dev groups), pinned and hashed by the lock. \
-    /opt/uv/bin/uv export --locked --no-default-groups --no-emit-project \
-        --format requirements-txt --output-file /tmp/requirements.txt; \
     # No pip in the shipped venv: nothing installs packages at run time. \
     python3 -m venv --without-pip /opt/venv; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
         --requirement /tmp/requirements.txt
 
+WORKDIR /src
 # The wheel's metadata reads README.md (pyproject.toml's readme).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
@@ -100,7 +109,7 @@ RUN set -eux; \
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 
 # A fresh volume takes this folder's owner, so the service can write its model cache.
 RUN install -d -o solar -g solar -m 0750 /var/cache/solar-model

@@ -81,15 +81,23 @@ RUN set -eux; \
     python3 -m venv /opt/uv; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
 
+# ---------------------------------------------------------------------------------------
+# requirements: this image's pins, exported from the lock. The install below copies only
+# this file, and COPY compares content: a lock change that leaves these pins as they were
+# (a dev tool, another image's group) keeps the installed layer.
+FROM builder AS requirements
 WORKDIR /src
-# Dependencies first: this layer is rebuilt only when the lock changes.
-# Not README.md: a change to the docs must not reinstall every dependency.
 COPY pyproject.toml uv.lock ./
-RUN set -eux; \
-    # The service's dependencies plus the flows, train and deploy groups (not ops, dev). \
-    /opt/uv/bin/uv export --locked --no-default-groups \
+# The service's dependencies plus the flows, train and deploy groups (not ops, dev).
+RUN /opt/uv/bin/uv export --locked --no-default-groups \
         --group flows --group train --group deploy --no-emit-project \
-        --format requirements-txt --output-file /tmp/requirements.txt; \
+        --format requirements-txt --output-file /tmp/requirements.txt
+
+# ---------------------------------------------------------------------------------------
+# venv: the dependencies first (rebuilt only when the pins change), then the package.
+FROM builder AS venv
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
+RUN set -eux; \
     python3 -m venv --without-pip /opt/venv; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
         --requirement /tmp/requirements.txt; \
@@ -113,8 +121,9 @@ RUN set -eu; \
         for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
     fi
 
+WORKDIR /src
 # The wheel's metadata reads README.md (pyproject.toml's readme).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
@@ -139,8 +148,8 @@ RUN set -eux; \
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/solar-mlops /opt/solar-mlops
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=venv /opt/solar-mlops /opt/solar-mlops
 
 # Writable at run time: /tmp only (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary
 # files). No telemetry, a UTF-8 locale (ansible-core refuses others), the project's
