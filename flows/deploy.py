@@ -14,9 +14,13 @@ from prefect.states import State
 
 from flows.common import open_registry, require_version
 from flows.settings import FlowSettings
-from solar_mlops.errors import PlaybookFailedError
-from solar_mlops.playbook_runner import PlaybookResult, deploy_model, log_event
-from solar_mlops.rollout_metrics import push_outcome
+from solar_mlops.ops.playbook_runner import (
+    PlaybookFailedError,
+    PlaybookResult,
+    deploy_model,
+    log_event,
+)
+from solar_mlops.ops.rollout_metrics import push_outcome
 
 # Ansible is stopped before the flow's own timeout, so the reason names the task in flight.
 PLAYBOOK_TIMEOUT_S = 1500

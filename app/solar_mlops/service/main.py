@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
 from solar_mlops.features import FEATURE_NAMES
+from solar_mlops.prediction_store import connect, upsert_actuals
 from solar_mlops.service import metrics
 from solar_mlops.service.batcher import PredictionBatcher, Series
 from solar_mlops.service.middleware import RequestContext
@@ -45,7 +46,6 @@ from solar_mlops.service.schemas import (
     VersionInfo,
 )
 from solar_mlops.service.settings import ServiceSettings
-from solar_mlops.service.store import connect, upsert_actuals
 
 log = logging.getLogger(__name__)
 # A summer noon (2013-06-21 18:00 UTC) for the warm-up prediction of each worker.

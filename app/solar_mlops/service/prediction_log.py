@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from solar_mlops.prediction_store import write_predictions
 from solar_mlops.service import metrics
-from solar_mlops.service.store import write_predictions
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,10 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 
-from solar_mlops import monitoring, replay
+from solar_mlops import monitoring
 from solar_mlops.data import TimeWindow
 from solar_mlops.errors import SolarMLOpsError
+from solar_mlops.ops import replay
 from solar_mlops.registry import CHAMPION, Registry
 from solar_mlops.site import Site
 
