@@ -54,6 +54,8 @@ serve: install ## run the prediction service on 127.0.0.1:8000 with the local re
 lint: install ## ruff (Python) and ansible-lint (roles, scenarios, inventories)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+	$(RUN) mypy
 	$(RUN) ansible-lint --profile production roles molecule inventory playbooks
 
 .PHONY: lab-images

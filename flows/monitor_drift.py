@@ -98,7 +98,7 @@ def monitor_drift(
             return {"drift": False, "reason": "no predictions yet", "event": None}
         end = latest + timedelta(seconds=1)  # the window's end is exclusive
     start = end - timedelta(days=days)
-    recent = read_window(engine, start, end)
+    recent: pd.DataFrame = read_window(engine, start, end)
     if recent.empty:
         raise drift.DriftInputError(f"the prediction store has no predictions in [{start}, {end})")
     version = champion(registry)

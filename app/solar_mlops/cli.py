@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,7 +49,7 @@ def _window(text: str) -> TimeWindow:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _progress(started: float):
+def _progress(started: float) -> Callable[[str], None]:
     def report(message: str) -> None:
         console.print(
             f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", soft_wrap=True, highlight=False

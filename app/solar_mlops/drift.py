@@ -92,8 +92,8 @@ class DriftConfig:
 class DriftResult:
     """What one monitoring run found: figures for Prometheus, words for an operator."""
 
-    window_start: pd.Timestamp | None
-    window_end: pd.Timestamp | None
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
     day_rows: int
     night_rows: int
     actual_rows: int

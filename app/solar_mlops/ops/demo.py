@@ -171,7 +171,7 @@ class Orchestrator:
         deadline, seen = time.monotonic() + timeout_s, ""
         while time.monotonic() < deadline:
             run = self.client.read_flow_run(run.id)
-            state = run.state.name if run.state else "?"
+            state = (run.state.name if run.state else None) or "?"
             if state != seen:
                 self.say(f"  {run.name}: {state}")
                 seen = state

@@ -99,15 +99,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.served = served
     app.add_middleware(RequestContext)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
     app.include_router(router)
     return app
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422, made safe for what JSON cannot hold: a NaN or infinity sent by
     the client is echoed back as text instead of failing the response with a 500."""
-    errors = jsonable_encoder(exc.errors())  # type: ignore[attr-defined]
+    errors = jsonable_encoder(exc.errors())
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": _json_safe(errors)}
     )
