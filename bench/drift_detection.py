@@ -76,8 +76,8 @@ def time_judgement(
 ) -> tuple[drift.DriftResult, float]:
     """What monitor_drift does with a window but the model's download: ``live`` written
     to a prediction store as the service and /actuals would, then, timed, read back
-    (``prediction_store.recent_window``) and judged (``monitoring.judge_model``: the dataset loaded,
-    the reference built from the training years, the monitor run)."""
+    (``prediction_store.recent_window``) and judged (``monitoring.judge_model``: the
+    dataset loaded, the reference built from the training years, the monitor run)."""
     served = datetime.now(UTC)
     predictions = [
         {"request_id": uuid.uuid4().hex, "time": t.to_pydatetime(), "ghi": row.ghi,
