@@ -59,6 +59,8 @@ lint: lint-python lint-ansible ## ruff, the type checker, the import contract, a
 lint-python: install
 	@$(TIMED) "lint: ruff" $(RUN) ruff check .
 	@$(TIMED) "lint: ruff format" $(RUN) ruff format --check .
+	@$(TIMED) "lint: import contract" $(RUN) lint-imports
+	@$(TIMED) "lint: mypy" $(RUN) mypy
 
 lint-ansible: install
 	@$(TIMED) "lint: ansible-lint" $(RUN) ansible-lint --profile production roles molecule inventory playbooks

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from solar_mlops import drift, monitoring
+from solar_mlops import drift, monitoring, prediction_store
 from solar_mlops.data import TimeWindow, load_power
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.ops.replay import Fault, traffic
 from solar_mlops.predictor import PowerModel
-from solar_mlops.replay import Fault, traffic
-from solar_mlops.service import store
 from solar_mlops.training import TrainingConfig, prepare, rolling_backtest, train
 
 FAST = TrainingConfig(tune=False, backtest=False)
@@ -77,8 +76,8 @@ def time_judgement(
 ) -> tuple[drift.DriftResult, float]:
     """What monitor_drift does with a window but the model's download: ``live`` written
     to a prediction store as the service and /actuals would, then, timed, read back
-    (``store.recent_window``) and judged (``monitoring.judge_model``: the dataset loaded,
-    the reference built from the training years, the monitor run)."""
+    (``prediction_store.recent_window``) and judged (``monitoring.judge_model``: the
+    dataset loaded, the reference built from the training years, the monitor run)."""
     served = datetime.now(UTC)
     predictions = [
         {"request_id": uuid.uuid4().hex, "time": t.to_pydatetime(), "ghi": row.ghi,
@@ -88,11 +87,11 @@ def time_judgement(
     ]  # fmt: skip
     actuals = [(t.to_pydatetime(), float(w)) for t, w in live["measured_w"].dropna().items()]
     with tempfile.TemporaryDirectory() as scratch:
-        engine = store.connect(f"sqlite:///{scratch}/store.db")
-        store.write_predictions(engine, predictions)
-        store.upsert_actuals(engine, actuals)
+        engine = prediction_store.connect(f"sqlite:///{scratch}/store.db")
+        prediction_store.write_predictions(engine, predictions)
+        prediction_store.upsert_actuals(engine, actuals)
         started = time.perf_counter()
-        recent = store.recent_window(
+        recent = prediction_store.recent_window(
             engine, live.index.min().to_pydatetime(), live.index.max().to_pydatetime()
             + timedelta(seconds=1)
         )  # fmt: skip

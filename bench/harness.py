@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import ansible_runner
 
-from solar_mlops import playbook_runner
-from solar_mlops.errors import PlaybookFailedError
+from solar_mlops.ops import playbook_runner
+from solar_mlops.ops.playbook_runner import PlaybookFailedError
 
 ROOT = Path(__file__).resolve().parents[1]
 # A clear June noon: one row, the smallest request a client sends.
@@ -88,7 +88,7 @@ class Load:
 def run_playbook(
     inventory: Path, playbook: str, extravars: dict[str, str], artifacts: Path
 ) -> tuple[bool, str]:
-    """Run ``playbooks/<playbook>`` as the flows do (``solar_mlops.playbook_runner``):
+    """Run ``playbooks/<playbook>`` as the flows do (``solar_mlops.ops.playbook_runner``):
     (succeeded, the playbook's own reason when it failed). The runner's artifacts (output,
     events) stay in ``artifacts``, the newest runs kept."""
     try:

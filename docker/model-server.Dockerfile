@@ -102,6 +102,9 @@ COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/dist/*.whl; \
+    # The wheel's `solar` CLI needs the train group (typer, rich, the full MLflow), which \
+    # this image leaves out: ship no entry point that cannot run. \
+    rm /opt/venv/bin/solar; \
     # Unchecked-hash bytecode is never compared with its source, so it stays valid on \
     # a read-only root whatever the file times. \
     /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib

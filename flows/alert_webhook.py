@@ -144,7 +144,7 @@ def run_for(incident: monitoring.Announcement) -> FlowRun | None:
 
 
 def start_retrain(incident: monitoring.Announcement) -> FlowRun:
-    return run_deployment(
+    run = run_deployment(
         RETRAIN,
         parameters={
             "window_start": incident.window_start.isoformat(),
@@ -157,6 +157,8 @@ def start_retrain(incident: monitoring.Announcement) -> FlowRun:
         timeout=0,
         as_subflow=False,
     )
+    assert isinstance(run, FlowRun)  # a coroutine only when called from async code
+    return run
 
 
 def refusal(code: int, detail: str) -> HTTPException:

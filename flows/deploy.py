@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.flows import FlowStateHook
 from prefect.logging.loggers import flow_run_logger
-from prefect.runtime import flow_run
-from prefect.states import State
 
 from flows.common import open_registry, require_version
 from flows.settings import FlowSettings
-from solar_mlops.errors import PlaybookFailedError
-from solar_mlops.playbook_runner import PlaybookResult, deploy_model, log_event
-from solar_mlops.rollout_metrics import push_outcome
+from solar_mlops.ops.playbook_runner import (
+    PlaybookFailedError,
+    PlaybookResult,
+    deploy_model,
+    log_event,
+)
+from solar_mlops.ops.rollout_metrics import push_outcome
 
 # Ansible is stopped before the flow's own timeout, so the reason names the task in flight.
 PLAYBOOK_TIMEOUT_S = 1500
 
 
 def actor() -> str:
-    return f"prefect/flow-run/{flow_run.name}"
+    return f"prefect/flow-run/{runtime.flow_run.name}"
 
 
 def playbook_artifact(title: str, result: PlaybookResult) -> None:
@@ -49,25 +51,34 @@ Runner artifacts (stdout, job_events/): `{result.artifacts}` on the worker.
     )
 
 
-def outcome_hooks(action: str) -> dict[str, list[Callable[[Flow[Any, Any], FlowRun, State], None]]]:
+class OutcomeHooks(TypedDict):
+    """The ``flow`` decorator's hooks for every way a run ends."""
+
+    on_completion: list[FlowStateHook[..., Any]]
+    on_failure: list[FlowStateHook[..., Any]]
+    on_crashed: list[FlowStateHook[..., Any]]
+    on_cancellation: list[FlowStateHook[..., Any]]
+
+
+def outcome_hooks(action: str) -> OutcomeHooks:
     """State hooks pushing whether the run failed (``rollout_metrics``), for every way a
     run ends: a refused version, a timeout and a cancellation reach the alert too."""
 
-    def push(flow: Flow[Any, Any], run: FlowRun, state: State) -> None:
-        logger = flow_run_logger(run, flow)
+    def push(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+        logger = flow_run_logger(flow_run, flow)
         gateway = FlowSettings().pushgateway_url
         if not gateway:
             logger.warning("SOLAR_PUSHGATEWAY_URL is not set: the %s outcome is not pushed", action)
             return
-        version = str(run.parameters.get("version", ""))
+        version = str(flow_run.parameters.get("version", ""))
         try:
             push_outcome(gateway, action, failed=not state.is_completed(), version=version)
         except OSError as exc:  # the outcome stands; only its metric is missing
             logger.warning("could not push the %s outcome to %s: %s", action, gateway, exc)
 
-    return {
-        hook: [push] for hook in ("on_completion", "on_failure", "on_crashed", "on_cancellation")
-    }
+    return OutcomeHooks(
+        on_completion=[push], on_failure=[push], on_crashed=[push], on_cancellation=[push]
+    )
 
 
 @flow(name="deploy", timeout_seconds=1800, **outcome_hooks("deploy"))

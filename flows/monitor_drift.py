@@ -14,19 +14,18 @@ from sqlalchemy.engine import Engine
 
 from flows.common import DRIFT_EVENT, announce, champion, open_registry
 from flows.settings import FlowSettings
-from solar_mlops import drift, monitoring
+from solar_mlops import drift, drift_metrics, monitoring, prediction_store
 from solar_mlops.registry import Registry
-from solar_mlops.service import store
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def latest_prediction(engine: Engine) -> datetime | None:
-    return store.latest_prediction_time(engine)
+    return prediction_store.latest_prediction_time(engine)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def read_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
-    return store.recent_window(engine, start, end)
+    return prediction_store.recent_window(engine, start, end)
 
 
 @task(timeout_seconds=600, cache_policy=NO_CACHE)
@@ -48,7 +47,7 @@ def last_announcement(registry: Registry) -> monitoring.Announcement | None:
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def push(result: drift.DriftResult, gateway: str, version: str) -> None:
-    drift.push_metrics(result, gateway, model_version=version)
+    drift_metrics.push(result, gateway, model_version=version)
 
 
 def summary(
@@ -91,7 +90,7 @@ def monitor_drift(
     settings = FlowSettings()
     settings.require("mlflow_tracking_uri", "prediction_store_url", "pushgateway_url")
     registry = open_registry(settings)
-    engine = store.connect(settings.prediction_store_url)
+    engine = prediction_store.connect(settings.prediction_store_url)
     if end is None:
         latest = latest_prediction(engine)
         if latest is None:
@@ -99,7 +98,7 @@ def monitor_drift(
             return {"drift": False, "reason": "no predictions yet", "event": None}
         end = latest + timedelta(seconds=1)  # the window's end is exclusive
     start = end - timedelta(days=days)
-    recent = read_window(engine, start, end)
+    recent: pd.DataFrame = read_window(engine, start, end)
     if recent.empty:
         raise drift.DriftInputError(f"the prediction store has no predictions in [{start}, {end})")
     version = champion(registry)

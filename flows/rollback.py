@@ -6,8 +6,8 @@ from prefect import flow, get_run_logger
 
 from flows.deploy import PLAYBOOK_TIMEOUT_S, actor, outcome_hooks, playbook_artifact
 from flows.settings import FlowSettings
-from solar_mlops import playbook_runner
-from solar_mlops.errors import PlaybookFailedError
+from solar_mlops.ops import playbook_runner
+from solar_mlops.ops.playbook_runner import PlaybookFailedError
 
 
 @flow(name="rollback", timeout_seconds=1800, **outcome_hooks("rollback"))

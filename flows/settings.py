@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from solar_mlops.playbook_runner import DEFAULT_ARTIFACTS_DIR
+from solar_mlops.ops.playbook_runner import DEFAULT_ARTIFACTS_DIR
 from solar_mlops.registry import MODEL_NAME
 
 

@@ -46,7 +46,7 @@ from test_monitoring import verdict
 
 from flows.common import DRIFT_EVENT, model_resource
 from flows.monitor_drift import event_payload
-from solar_mlops import drift, monitoring
+from solar_mlops import drift_metrics, monitoring
 from solar_mlops.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
@@ -196,7 +196,7 @@ def announce(stack: Stack, window_end: str) -> str:
     result = verdict(window_end, drifted=True)
     registry = Registry(tracking_uri=stack.mlflow)
     monitoring.record(registry, "3", result, event_id)
-    drift.push_metrics(result, stack.gateway, model_version="3")
+    drift_metrics.push(result, stack.gateway, model_version="3")
     return event_id
 
 
@@ -231,7 +231,7 @@ def test_a_firing_drift_alert_starts_exactly_one_retrain_run(stack: Stack) -> No
     first = wait_for_notifications(stack, more_than=0)
     # Performance drift joins the incident's group: a new notification, the same run.
     result = dataclasses.replace(verdict(WINDOW_END, drifted=True), performance_drift=True)
-    drift.push_metrics(result, stack.gateway, model_version="3")
+    drift_metrics.push(result, stack.gateway, model_version="3")
     # Repeats every 3 s: several more deliveries, each finding the run.
     wait_for_notifications(stack, more_than=first + 3)
 
@@ -266,7 +266,7 @@ def test_a_retraining_the_monitors_event_started_is_not_started_again(stack: Sta
     assert "alertmanager" not in triggered["tags"]
 
     monitoring.record(registry, "3", result, str(emitted.id))
-    drift.push_metrics(result, stack.gateway, model_version="3")
+    drift_metrics.push(result, stack.gateway, model_version="3")
     # Repeats of the firing group, now pointing at the new announcement.
     wait_for_notifications(stack, more_than=webhook_notifications(stack.alertmanager) + 3)
 

@@ -1,7 +1,7 @@
 """Every Grafana dashboard query, and every alert rule's inputs, against a live Prometheus.
 
 The world is real: two gunicorn colours (blue and green, one worker each) serving a
-version from a real MLflow registry, a Pushgateway holding a real ``drift.push_metrics``
+version from a real MLflow registry, a Pushgateway holding a real ``drift_metrics.push``
 push of a real 2013 week and a deploy's ``rollout_metrics`` push, and Debian's
 Prometheus scraping them with the prometheus role's own scrape jobs (rendered by Ansible
 from the role's defaults and vars, so the job names and target labels are the
@@ -46,9 +46,10 @@ from servers import REPO, free_port, gunicorn_server, prometheus_server, pushgat
 from test_drift import AUTUMN, PROMISED, store_rows
 from test_service_gunicorn import call
 
-from solar_mlops import drift, rollout_metrics
+from solar_mlops import drift, drift_metrics
 from solar_mlops.data import TimeWindow
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.ops import rollout_metrics
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.training import Prepared
 
@@ -285,7 +286,7 @@ def push_loop_figures(gateway: str, outcome: TrainOutcome, prepared: Prepared) -
     training = TimeWindow("2011-01-01", "2012-12-31").mask(pd.DatetimeIndex(frame.index))
     reference = drift.training_reference(frame[training], model)
     result = drift.monitor(store_rows(prepared, model, builder, AUTUMN), reference, PROMISED)
-    drift.push_metrics(result, gateway, model_version=outcome.version.version)
+    drift_metrics.push(result, gateway, model_version=outcome.version.version)
     rollout_metrics.push_outcome(gateway, "deploy", failed=False, version=outcome.version.version)
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from servers import pushgateway
 
-from solar_mlops import drift
+from solar_mlops import drift, drift_metrics
 from solar_mlops.data import TimeWindow
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.ops.replay import Fault, traffic
 from solar_mlops.predictor import PowerModel
-from solar_mlops.replay import Fault, traffic
 from solar_mlops.training import Prepared
 
 # The backtest's promise for the tuned defaults (docs/benchmarks.md, mean over 2013).
@@ -169,7 +169,7 @@ def test_figures_reach_a_real_pushgateway(
     rows = store_rows(prepared, model, builder, AUTUMN, LOW_GHI)
     result = drift.monitor(rows, reference, PROMISED)
     with pushgateway(tmp_path) as url:
-        drift.push_metrics(result, url, model_version="7")
+        drift_metrics.push(result, url, model_version="7")
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             text = response.read().decode()
     lines = [line for line in text.splitlines() if line.startswith("solar_drift_")]

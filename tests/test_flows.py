@@ -41,10 +41,10 @@ from flows.monitor_drift import monitor_drift
 from flows.retrain import retrain
 from flows.rollback import rollback
 from flows.train import train
+from solar_mlops import prediction_store
 from solar_mlops.data import TimeWindow, load_dataset
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.registry import CHAMPION, Registry
-from solar_mlops.service import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -105,7 +105,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             prefect_worker(root, POOL, env),
             temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: root / "client-home"}),
         ):
-            engine = store.connect(env["SOLAR_PREDICTION_STORE_URL"])
+            engine = prediction_store.connect(env["SOLAR_PREDICTION_STORE_URL"])
             yield Platform(api, mlflow, gateway, engine)
             engine.dispose()
 
@@ -187,9 +187,9 @@ def serve_week(platform: Platform, week: TimeWindow, version: str, ghi_factor: f
         }
         for (t, w), p in zip(weather.iterrows(), np.asarray(predicted), strict=True)
     ]
-    store.write_predictions(platform.engine, rows)
+    prediction_store.write_predictions(platform.engine, rows)
     measured = frame["ac_power"].dropna()
-    store.upsert_actuals(
+    prediction_store.upsert_actuals(
         platform.engine, [(t.to_pydatetime(), float(w)) for t, w in measured.items()]
     )
 

@@ -260,6 +260,35 @@ def test_ships_only_the_serving_dependencies(service: Service) -> None:
     assert absent == {"mlflow", "matplotlib", "scikit-learn", "pvanalytics", "pip", "uv"}
 
 
+def test_ships_no_entry_point_it_cannot_run(service: Service) -> None:
+    # The project's console scripts, from its metadata: declared, and installed into bin/.
+    script = (
+        "import importlib.metadata as m, json, os, subprocess\n"
+        "dist = m.distribution('solar-mlops')\n"
+        "names = {e.name for e in dist.entry_points\n"
+        "         if e.group in ('console_scripts', 'gui_scripts')}\n"
+        "for f in dist.files or []:\n"
+        "    path = os.path.normpath(str(dist.locate_file(f)))\n"
+        "    if os.path.dirname(path) == '/opt/venv/bin':\n"
+        "        names.add(os.path.basename(path))\n"
+        "ran = {}\n"
+        "for name in sorted(names):\n"
+        "    path = os.path.join('/opt/venv/bin', name)\n"
+        "    if os.path.exists(path):\n"
+        "        done = subprocess.run([path, '--help'], capture_output=True, text=True)\n"
+        "        ran[name] = [done.returncode, done.stderr[-2000:]]\n"
+        "    else:\n"
+        "        ran[name] = None\n"
+        "print(json.dumps(ran))\n"
+    )
+    scripts = json.loads(docker("exec", service.container, "python", "-c", script).stdout)
+    # The wheel declares `solar`, so the listing found the project's scripts.
+    assert "solar" in scripts, scripts
+    # Each one is absent (`solar` needs the train group) or answers --help.
+    failing = {name: run for name, run in scripts.items() if run is not None and run[0] != 0}
+    assert not failing, f"entry points in the image that cannot run: {failing}"
+
+
 def test_healthcheck_reports_healthy(service: Service) -> None:
     deadline = time.monotonic() + HEALTHY_TIMEOUT_S
     while (health := service.health())["Status"] != "healthy" and time.monotonic() < deadline:

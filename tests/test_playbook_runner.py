@@ -1,4 +1,4 @@
-"""Running playbooks through ansible-runner (solar_mlops.playbook_runner): the
+"""Running playbooks through ansible-runner (solar_mlops.ops.playbook_runner): the
 repository's own deploy and rollback playbooks and small playbooks written here, run for
 real against this machine (ansible_connection=local) or an address nothing listens on."""
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from solar_mlops.errors import PlaybookFailedError
-from solar_mlops.playbook_runner import (
+from solar_mlops.ops.playbook_runner import (
     DEPLOY_PLAYBOOK,
     HostStats,
+    PlaybookFailedError,
     deploy_model,
     rollback,
     run_playbook,
@@ -122,7 +122,7 @@ def test_a_playbook_runs_and_reports(tmp_path: Path, inventory: Path, artifacts:
 def test_events_are_logged_one_line_per_task_result(
     tmp_path: Path, inventory: Path, artifacts: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="solar_mlops.playbook_runner")
+    caplog.set_level(logging.INFO, logger="solar_mlops.ops.playbook_runner")
     run_playbook(write(tmp_path, "tiny.yml", TINY), inventory=inventory, artifacts_dir=artifacts)
 
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]

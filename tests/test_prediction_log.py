@@ -21,7 +21,8 @@ from postgres import PostgresServer
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
-from solar_mlops.service import prediction_log, store
+from solar_mlops import prediction_store
+from solar_mlops.service import prediction_log
 from solar_mlops.service.prediction_log import PredictionLog
 
 BACKENDS = [
@@ -87,7 +88,7 @@ def utc_column(engine: Engine, column: sa.Column[Any]) -> sa.ColumnElement[Any]:
 
 
 def stored_predictions(engine: Engine) -> list[dict[str, Any]]:
-    table = store.predictions
+    table = prediction_store.predictions
     columns = [utc_column(engine, c) for c in table.c if c.name != "id"]
     with engine.connect() as connection:
         result = connection.execute(sa.select(*columns).order_by(table.c.id))
@@ -99,7 +100,7 @@ def expected(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def stored_actuals(engine: Engine) -> list[tuple[datetime, float, datetime]]:
-    table = store.actuals
+    table = prediction_store.actuals
     columns = [utc_column(engine, c) for c in table.c]
     with engine.connect() as connection:
         result = connection.execute(sa.select(*columns).order_by(table.c.time))
@@ -153,7 +154,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
 @pytest.fixture
 def pg_engine(pg: PostgresServer) -> Iterator[Engine]:
     """A fresh database per test on the shared server."""
-    engine = store.connect(pg.create_database(f"t_{uuid.uuid4().hex[:12]}"))
+    engine = prediction_store.connect(pg.create_database(f"t_{uuid.uuid4().hex[:12]}"))
     yield engine
     engine.dispose()
 
@@ -164,7 +165,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         # Looked up lazily so that SQLite-only runs never start a server.
         yield request.getfixturevalue("pg_engine")
         return
-    engine = store.connect(f"sqlite:///{tmp_path / 'store.db'}")
+    engine = prediction_store.connect(f"sqlite:///{tmp_path / 'store.db'}")
     yield engine
     engine.dispose()
 
@@ -212,7 +213,7 @@ def test_rows_submitted_within_flush_s_are_written_together(
 
     def counted(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
         writes.append(len(rows))
-        store.write_predictions(engine, rows)
+        prediction_store.write_predictions(engine, rows)
 
     monkeypatch.setattr(prediction_log, "write_predictions", counted)
     log = open_log(engine, flush_rows=100, flush_s=1.0)
@@ -239,7 +240,7 @@ def test_close_does_not_wait_out_flush_s(
 def test_submit_never_blocks_and_drops_beyond_the_bound(
     engine: Engine, open_log: Callable[..., PredictionLog]
 ) -> None:
-    store.create_schema(engine)
+    prediction_store.create_schema(engine)
     before = readings()
     log = open_log(engine, max_rows=10, flush_rows=100)
     rows = prediction_rows(15)
@@ -356,9 +357,9 @@ def test_first_writes_from_several_threads_create_the_schema_once(engine: Engine
     def write(i: int) -> None:
         start.wait()
         if i % 2:
-            store.write_predictions(engine, rows[i : i + 1])
+            prediction_store.write_predictions(engine, rows[i : i + 1])
         else:
-            store.upsert_actuals(engine, [(noon + timedelta(hours=i), 1000.0 + i)])
+            prediction_store.upsert_actuals(engine, [(noon + timedelta(hours=i), 1000.0 + i)])
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(8)))  # re-raises what a thread raised
@@ -367,12 +368,12 @@ def test_first_writes_from_several_threads_create_the_schema_once(engine: Engine
 
 
 def test_upsert_actuals_keeps_one_row_per_time_with_the_later_value(engine: Engine) -> None:
-    store.create_schema(engine)
+    prediction_store.create_schema(engine)
     noon = datetime(2024, 6, 21, 12, 0, tzinfo=SITE_TZ)  # 19:00 UTC
     later = noon + timedelta(minutes=30)
-    assert store.upsert_actuals(engine, [(noon, 1500.0), (later, 1600.0)]) == 2
+    assert prediction_store.upsert_actuals(engine, [(noon, 1500.0), (later, 1600.0)]) == 2
     # The same instant written in another zone is the same row.
-    assert store.upsert_actuals(engine, [(noon.astimezone(UTC), 1550.0)]) == 1
+    assert prediction_store.upsert_actuals(engine, [(noon.astimezone(UTC), 1550.0)]) == 1
 
     (t1, w1, received1), (t2, w2, received2) = stored_actuals(engine)
     assert (t1, w1) == (datetime(2024, 6, 21, 19, 0), 1550.0)
@@ -382,9 +383,9 @@ def test_upsert_actuals_keeps_one_row_per_time_with_the_later_value(engine: Engi
 
 def test_upsert_actuals_repeated_time_in_one_call_keeps_the_last(engine: Engine) -> None:
     # Nothing in the API rejects a request that repeats a time.
-    store.create_schema(engine)
+    prediction_store.create_schema(engine)
     noon = datetime(2024, 6, 21, 12, 0, tzinfo=SITE_TZ)
-    assert store.upsert_actuals(engine, [(noon, 1500.0), (noon, 1510.0)]) == 2
+    assert prediction_store.upsert_actuals(engine, [(noon, 1500.0), (noon, 1510.0)]) == 2
     assert [(t, w) for t, w, _ in stored_actuals(engine)] == [
         (datetime(2024, 6, 21, 19, 0), 1510.0)
     ]
@@ -408,16 +409,17 @@ def test_recent_window_joins_actuals_and_keeps_the_latest_prediction(engine: Eng
     again = [{**row, "predicted_w": row["predicted_w"] + 100} for row in first[2:4]]
     again = [{**row, "served_at": SERVED_AT + timedelta(hours=1), "model_version": "8"}
              for row in again]  # fmt: skip
-    store.write_predictions(engine, first[:3])
-    store.write_predictions(engine, again)
-    store.write_predictions(engine, first[3:])  # an older answer written last still loses
-    store.upsert_actuals(engine, [(times[1], 1500.0), (times[3], 1700.0)])
-    store.upsert_actuals(engine, [(noon - timedelta(hours=1), 900.0)])  # no prediction
+    prediction_store.write_predictions(engine, first[:3])
+    prediction_store.write_predictions(engine, again)
+    # An older answer written last still loses.
+    prediction_store.write_predictions(engine, first[3:])
+    prediction_store.upsert_actuals(engine, [(times[1], 1500.0), (times[3], 1700.0)])
+    prediction_store.upsert_actuals(engine, [(noon - timedelta(hours=1), 900.0)])  # no prediction
 
     # [start, end): times[1] .. times[4]; the bounds given in another zone.
-    window = store.recent_window(engine, times[1].astimezone(UTC), times[5])
+    window = prediction_store.recent_window(engine, times[1].astimezone(UTC), times[5])
 
-    assert list(window.columns) == list(store.WINDOW_COLUMNS)
+    assert list(window.columns) == list(prediction_store.WINDOW_COLUMNS)
     assert isinstance(window.index, pd.DatetimeIndex) and str(window.index.tz) == "UTC"
     assert list(window.index) == [t.astimezone(UTC) for t in times[1:5]]
     assert window["predicted_w"].tolist() == [
@@ -435,28 +437,31 @@ def test_recent_window_joins_actuals_and_keeps_the_latest_prediction(engine: Eng
 
 
 def test_recent_window_of_an_empty_store_is_an_empty_frame(engine: Engine) -> None:
-    window = store.recent_window(
+    window = prediction_store.recent_window(
         engine, datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 2, tzinfo=UTC)
     )
-    assert window.empty and list(window.columns) == list(store.WINDOW_COLUMNS)
+    assert window.empty and list(window.columns) == list(prediction_store.WINDOW_COLUMNS)
     assert isinstance(window.index, pd.DatetimeIndex) and str(window.index.tz) == "UTC"
 
 
 def test_latest_prediction_time_is_the_newest_forecast_time_in_utc(engine: Engine) -> None:
-    assert store.latest_prediction_time(engine) is None  # an empty store (no tables yet)
+    assert prediction_store.latest_prediction_time(engine) is None  # an empty store (no tables yet)
     noon = datetime(2013, 5, 2, 12, 0, tzinfo=SITE_TZ)
     times = [noon + timedelta(minutes=30 * i) for i in range(3)]
-    store.write_predictions(engine, window_rows(times[::-1], SERVED_AT, "7"))
-    store.upsert_actuals(engine, [(noon + timedelta(days=1), 900.0)])  # actuals do not count
+    prediction_store.write_predictions(engine, window_rows(times[::-1], SERVED_AT, "7"))
+    # Actuals do not count.
+    prediction_store.upsert_actuals(engine, [(noon + timedelta(days=1), 900.0)])
 
-    latest = store.latest_prediction_time(engine)
+    latest = prediction_store.latest_prediction_time(engine)
 
     assert latest == times[-1] and latest.utcoffset() == timedelta(0)
 
 
 def test_recent_window_refuses_naive_bounds(engine: Engine) -> None:
     with pytest.raises(ValueError, match="tz-aware"):
-        store.recent_window(engine, datetime(2013, 5, 1), datetime(2013, 5, 2, tzinfo=UTC))
+        prediction_store.recent_window(
+            engine, datetime(2013, 5, 1), datetime(2013, 5, 2, tzinfo=UTC)
+        )
 
 
 @pytest.mark.integration
@@ -465,5 +470,8 @@ def test_recent_window_names_the_store_when_it_is_down(
     pg: PostgresServer, pg_engine: Engine
 ) -> None:
     start = datetime(2013, 5, 1, tzinfo=UTC)
-    with pg.stopped(), pytest.raises(store.StoreError, match="cannot read the prediction store"):
-        store.recent_window(pg_engine, start, start + timedelta(days=1))
+    with (
+        pg.stopped(),
+        pytest.raises(prediction_store.StoreError, match="cannot read the prediction store"),
+    ):
+        prediction_store.recent_window(pg_engine, start, start + timedelta(days=1))

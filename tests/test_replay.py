@@ -15,11 +15,11 @@ from postgres import PostgresServer
 from servers import free_port, gunicorn_server, venv_bin
 from typer.testing import CliRunner
 
+from solar_mlops import prediction_store
 from solar_mlops.cli import app
 from solar_mlops.data import TimeWindow
-from solar_mlops.demo import DemoError, Load
-from solar_mlops.pipeline import TrainOutcome
-from solar_mlops.replay import (
+from solar_mlops.ops.demo import DemoError, Load
+from solar_mlops.ops.replay import (
     Fault,
     PacedClock,
     Replayer,
@@ -28,7 +28,7 @@ from solar_mlops.replay import (
     load_traffic,
     parse_fault,
 )
-from solar_mlops.service import store
+from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.site import Site
 
 SITE_TZ = Site().timezone
@@ -192,14 +192,14 @@ def service(
             "SOLAR_PREDICTION_STORE_URL": pg.url,
             "SOLAR_API_KEY": KEY,
         }
-        engine = store.connect(pg.url)
+        engine = prediction_store.connect(pg.url)
         with gunicorn_server(root, env) as url:
             yield url, engine, pg
         engine.dispose()
 
 
 def stored_rows(engine: sa.Engine, start: pd.Timestamp, end: pd.Timestamp) -> int:
-    table = store.predictions
+    table = prediction_store.predictions
     query = sa.select(sa.func.count()).where(table.c.time >= start, table.c.time < end)
     with engine.connect() as connection:
         return int(connection.execute(query).scalar_one())
@@ -240,7 +240,7 @@ def test_replay_into_the_service_stores_every_step_with_late_truth_and_faults(
     start, end = at("2013-05-01"), at("2013-05-04")
     clean = load_traffic(TimeWindow("2013-05-01", "2013-05-03"), [])
     wait_for_rows(engine, start, end, len(clean))
-    window = store.recent_window(engine, start, end)
+    window = prediction_store.recent_window(engine, start, end)
 
     # Every step predicted exactly once, by the served version.
     assert stored_rows(engine, start, end) == len(clean) == 144

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,7 +49,7 @@ def _window(text: str) -> TimeWindow:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _progress(started: float):
+def _progress(started: float) -> Callable[[str], None]:
     def report(message: str) -> None:
         console.print(
             f"[dim]{time.monotonic() - started:6.1f}s[/] {message}", soft_wrap=True, highlight=False
@@ -174,7 +175,7 @@ def replay_command(
 ) -> None:
     """Replay the measured weather as live /predict traffic, and the measured power as
     late ground truth (/actuals), with optional faults. Exit code 1 if requests failed."""
-    from solar_mlops import replay
+    from solar_mlops.ops import replay
 
     for option, text in (("--start", start), ("--end", end)):
         try:
@@ -231,7 +232,7 @@ def demo_command(
 ) -> None:
     """The whole loop on a running platform (make demo): first champion, traffic with a
     faulty sensor, drift, retraining, gate, rollout under load, then a summary."""
-    from solar_mlops import demo, replay
+    from solar_mlops.ops import demo, replay
 
     endpoints = demo.Endpoints(api=api_url, mlflow=mlflow_url, prefect=prefect_url)
     scenario = demo.Scenario(quick=quick, speed=speed, load_rate=load_rate)

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from evidently import Report
 from evidently.metrics import ValueDrift
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from solar_mlops.errors import DataValidationError
 from solar_mlops.features import FeatureBuilder
@@ -34,7 +33,6 @@ from solar_mlops.predictor import PowerModel
 from solar_mlops.site import Site
 
 COLUMNS = ("ghi", "temp_air", "predicted_w", "measured_w")
-PUSH_JOB = "solar_mlops_drift"
 # Evidently's method for every ratio: Wasserstein distance over the reference's
 # standard deviation, so one threshold reads the same for every ratio.
 DRIFT_METHOD = "wasserstein"
@@ -94,8 +92,8 @@ class DriftConfig:
 class DriftResult:
     """What one monitoring run found: figures for Prometheus, words for an operator."""
 
-    window_start: pd.Timestamp | None
-    window_end: pd.Timestamp | None
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
     day_rows: int
     night_rows: int
     actual_rows: int
@@ -355,67 +353,3 @@ def validate(frame: pd.DataFrame, what: str) -> None:
         raise DriftInputError(f"{what} has no rows")
     if frame.index.has_duplicates:
         raise DriftInputError(f"{what} has repeated timestamps")
-
-
-def push_metrics(
-    result: DriftResult, gateway: str, model_version: str, job: str = PUSH_JOB
-) -> None:
-    """Push the run's figures to a Prometheus Pushgateway (``host:port`` or URL).
-
-    NaN stands for "not enough data": Prometheus keeps it, and alert rules skip it.
-    """
-    registry = CollectorRegistry()
-    labels = ["model_version"]
-    gauges: dict[str, Gauge] = {}
-
-    def gauge(name: str, doc: str, value: float, extra: dict[str, str] | None = None) -> None:
-        names = labels + sorted(extra or {})
-        metric = gauges.get(name) or Gauge(name, doc, names, registry=registry)
-        gauges[name] = metric
-        metric.labels(model_version=model_version, **(extra or {})).set(value)
-
-    gauge(
-        "solar_drift_data_drift",
-        "1 when any ratio drifted from the training years",
-        result.data_drift,
-    )
-    gauge(
-        "solar_drift_performance_drift",
-        "1 when the window's error broke its promise",
-        result.performance_drift,
-    )
-    gauge("solar_drift_nrmse", "nRMSE of the window's daytime rows with actuals", result.nrmse)
-    gauge(
-        "solar_drift_peak_ratio",
-        "measured over forecast power where the forecast is high",
-        result.peak_ratio,
-    )
-    gauge(
-        "solar_drift_surplus_ratio",
-        "measured over forecast power where the forecast is at least moderate",
-        result.surplus_ratio,
-    )
-    gauge(
-        "solar_drift_clipped_rows",
-        "rows at the window's highest measured power while the forecast is above it",
-        result.clipped_rows,
-    )
-    for kind, rows in (
-        ("day", result.day_rows),
-        ("night", result.night_rows),
-        ("actuals", result.actual_rows),
-    ):
-        gauge("solar_drift_rows", "rows in the window", rows, {"kind": kind})
-    for feature, score in result.scores.items():
-        gauge(
-            "solar_drift_feature_score",
-            "Evidently drift score per ratio",
-            score,
-            {"feature": feature},
-        )
-    gauge(
-        "solar_drift_last_run_timestamp_seconds",
-        "when the monitor last ran",
-        pd.Timestamp.now().timestamp(),
-    )
-    push_to_gateway(gateway, job=job, registry=registry, timeout=10)

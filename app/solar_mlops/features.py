@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -182,7 +183,7 @@ class FeatureBuilder:
             overflow = len(self._sun_cache) - self._sun_cache_rows
             for stale in list(itertools.islice(self._sun_cache, max(overflow, 0))):
                 del self._sun_cache[stale]
-        return np.vstack(rows)
+        return np.vstack(cast(list[np.ndarray], rows))  # every None was filled above
 
     def _sun(self, epoch_s: np.ndarray) -> np.ndarray:
         site = self.site

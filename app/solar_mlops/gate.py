@@ -41,19 +41,24 @@ def decide(
     """Pure decision from two scores on the same rows; the reason says which rule fired."""
     if not 0 <= margin < 1:
         raise ValueError(f"gate margin must be in [0, 1), got {margin}")
-    facts = {
-        "challenger_version": challenger_version,
-        "challenger_nrmse": challenger_nrmse,
-        "champion_version": champion_version,
-        "champion_nrmse": champion_nrmse,
-        "margin": margin,
-        "holdout_window": holdout_window,
-        "holdout_rows": holdout_rows,
-    }
+
+    def decision(promote: bool, reason: str) -> GateDecision:
+        return GateDecision(
+            promote=promote,
+            reason=reason,
+            challenger_version=challenger_version,
+            challenger_nrmse=challenger_nrmse,
+            champion_version=champion_version,
+            champion_nrmse=champion_nrmse,
+            margin=margin,
+            holdout_window=holdout_window,
+            holdout_rows=holdout_rows,
+        )
+
     if champion_version is None or champion_nrmse is None:
-        return GateDecision(promote=True, reason="no champion yet: first model", **facts)
+        return decision(True, "no champion yet: first model")
     if challenger_version == champion_version:
-        return GateDecision(promote=False, reason="already the champion", **facts)
+        return decision(False, "already the champion")
     required = champion_nrmse * (1 - margin)
     improvement = 1 - challenger_nrmse / champion_nrmse
     if challenger_nrmse <= required:
@@ -61,10 +66,10 @@ def decide(
             f"nRMSE {challenger_nrmse:.4f} beats champion v{champion_version} "
             f"({champion_nrmse:.4f}) by {improvement:.2%}, margin {margin:.2%}"
         )
-        return GateDecision(promote=True, reason=reason, **facts)
+        return decision(True, reason)
     reason = (
         f"nRMSE {challenger_nrmse:.4f} is not better than champion v{champion_version} "
         f"({champion_nrmse:.4f}) by the required {margin:.2%} "
         f"(improvement {improvement:.2%}, needed nRMSE <= {required:.4f})"
     )
-    return GateDecision(promote=False, reason=reason, **facts)
+    return decision(False, reason)

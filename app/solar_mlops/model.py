@@ -83,6 +83,8 @@ def tune(
     splitter = TimeSeriesSplit(n_splits=CV_SPLITS, gap=CV_GAP_ROWS)
     folds = list(splitter.split(features))
     trials: list[dict[str, object]] = []
+    # (cv nRMSE, rounds, params) of each trial, for choosing the best.
+    scored: list[tuple[float, int, dict[str, object]]] = []
     for values in itertools.product(*(space[k] for k in keys)):
         params = dict(zip(keys, values, strict=True))
         errors, rounds = [], []
@@ -101,17 +103,13 @@ def tune(
                 )
             )
             rounds.append(booster.best_iteration or MAX_ROUNDS)
-        trial = {**params, "cv_nrmse": float(np.mean(errors)), "rounds": int(np.mean(rounds))}
-        trials.append(trial)
+        cv_nrmse, mean_rounds = float(np.mean(errors)), int(np.mean(rounds))
+        trials.append({**params, "cv_nrmse": cv_nrmse, "rounds": mean_rounds})
+        scored.append((cv_nrmse, mean_rounds, params))
         if progress:
-            progress(f"tuning {params}: cv nRMSE {trial['cv_nrmse']:.4f}")
-    best = min(trials, key=lambda t: t["cv_nrmse"])
-    return TrainedParams(
-        params={k: best[k] for k in keys},
-        rounds=int(best["rounds"]),
-        cv_nrmse=float(best["cv_nrmse"]),
-        trials=trials,
-    )
+            progress(f"tuning {params}: cv nRMSE {cv_nrmse:.4f}")
+    cv_nrmse, best_rounds, best = min(scored, key=lambda trial: trial[0])
+    return TrainedParams(params=best, rounds=best_rounds, cv_nrmse=cv_nrmse, trials=trials)
 
 
 def _fit_with_early_stopping(

@@ -45,8 +45,8 @@ def judge(
     recent: pd.DataFrame,
     progress: Callable[[str], None] = lambda _: None,
 ) -> DriftResult:
-    """``recent`` (shaped like ``store.recent_window``) against a registered version:
-    its training window and promise come from the registry."""
+    """``recent`` (shaped like ``prediction_store.recent_window``) against a registered
+    version: its training window and promise come from the registry."""
     loaded = registry.load(version)
     trained_on, _ = registry.data_windows(version)
     promised, source = registry.promised_nrmse(version)

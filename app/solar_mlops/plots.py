@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: training hosts have no display
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from solar_mlops.evaluation import MEASURED, MODEL
 
@@ -32,7 +33,7 @@ def error_by(table: pd.DataFrame, key: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

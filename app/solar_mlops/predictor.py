@@ -78,5 +78,5 @@ def load_model_dir(path: Path, name: str, version: str, run_id: str) -> LoadedMo
     metadata = Model.load(str(path)).metadata or {}
     features.check_schema(str(metadata.get("feature_schema_hash")), f"{name} v{version}")
     booster = lgb.Booster(model_file=str(path / BOOSTER_FILE))
-    site = Site(**metadata["site"])  # type: ignore[arg-type]
+    site = Site(**metadata["site"])
     return LoadedModel(PowerModel(booster, site), name, version, run_id, metadata)

@@ -172,6 +172,11 @@ class Registry:
         """What ``version`` promised, and where the figure comes from: the mean nRMSE of
         its rolling-origin backtest when it was trained with one, else its holdout nRMSE."""
         run_id = self.client.get_model_version(self.name, version).run_id
+        if not run_id:
+            raise RegistryError(
+                f"model '{self.name}' v{version} has no run, so no evaluation to read its "
+                "promise from"
+            )
         logged = {a.path for a in self.client.list_artifacts(run_id, "evaluation")}
         if f"evaluation/{BACKTEST_TABLE}.csv" in logged:
             local = self.client.download_artifacts(run_id, f"evaluation/{BACKTEST_TABLE}.csv")

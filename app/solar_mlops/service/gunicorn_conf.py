@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 # Shared metric files for all workers. This file is read before the app (and with it
 # prometheus_client) is preloaded, so the folder is set and emptied here: counts from a
@@ -59,7 +60,13 @@ def pre_fork(server: object, worker: object) -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def child_exit(server: object, worker: object) -> None:
+class _Worker(Protocol):
+    """What a server hook reads of gunicorn's worker."""
+
+    pid: int
+
+
+def child_exit(server: object, worker: _Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.mark_process_dead(worker.pid)

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 
 from solar_mlops.features import FEATURE_NAMES
+from solar_mlops.prediction_store import connect, upsert_actuals
 from solar_mlops.service import metrics
 from solar_mlops.service.api_docs import add_api_docs
 from solar_mlops.service.batcher import PredictionBatcher, Series
@@ -44,7 +45,6 @@ from solar_mlops.service.schemas import (
     VersionInfo,
 )
 from solar_mlops.service.settings import ServiceSettings
-from solar_mlops.service.store import connect, upsert_actuals
 from solar_mlops.service.validation_errors import validation_error
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from solar_mlops.prediction_store import write_predictions
 from solar_mlops.service import metrics
-from solar_mlops.service.store import write_predictions
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
+Rows = Sequence[dict[str, Any]]
 # Waits between attempts at a batch while the store is down; the last one repeats until
 # the store is back. Shutting down, the writer stops waiting, and a batch that has
 # failed more than RETRIES times is dropped (and counted).
@@ -40,7 +40,8 @@ class PredictionLog:
         self.max_rows = max_rows
         self.flush_rows = flush_rows
         self.flush_s = flush_s
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Batches of rows; None asks the writer to stop.
+        self._queue: queue.SimpleQueue[Rows | None] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -49,7 +50,7 @@ class PredictionLog:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: Sequence[dict[str, Any]]) -> None:
+    def submit(self, rows: Rows) -> None:
         """Queue rows for writing; never blocks. Rows beyond the bound are dropped."""
         with self._lock:
             if self._pending + len(rows) > self.max_rows:
@@ -63,7 +64,7 @@ class PredictionLog:
         """Write what is queued (graceful shutdown), waiting at most ``timeout``."""
         if self._thread.is_alive():
             self._closing.set()
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._thread.join(timeout)
         if self._thread.is_alive():
             # The process is going away with them: they are lost, so count them.
@@ -82,10 +83,10 @@ class PredictionLog:
             if self._pending < self.flush_rows:  # a small batch so far: let it grow
                 self._closing.wait(self.flush_s)
             while True:
-                if item is _STOP:
+                if item is None:
                     stopping = True
                     break
-                batch.extend(item)  # type: ignore[arg-type]
+                batch.extend(item)
                 if len(batch) >= self.flush_rows:
                     break
                 try:

@@ -41,6 +41,8 @@ class JsonBodyRoute(APIRoute):
         ):
             raise TypeError(f"{self.path}: not an endpoint JsonBodyRoute can call directly")
         (body,) = dependant.body_params
+        if body.field_info.annotation is None:
+            raise TypeError(f"{self.path}: the request body has no type to validate against")
         validate = TypeAdapter(body.field_info.annotation).validate_json
         endpoint = self.endpoint
 

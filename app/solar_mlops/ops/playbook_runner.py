@@ -21,7 +21,7 @@ from typing import Any
 
 import ansible_runner
 
-from solar_mlops.errors import PlaybookFailedError
+from solar_mlops.errors import SolarMLOpsError
 
 DEPLOY_PLAYBOOK = "playbooks/deploy_model.yml"
 ROLLBACK_PLAYBOOK = "playbooks/rollback.yml"
@@ -90,13 +90,26 @@ class PlaybookResult:
         return not self.reason
 
 
+class PlaybookFailedError(SolarMLOpsError):
+    """An Ansible playbook failed. The message names the failing task, its host and the
+    playbook's own reason; ``result`` holds the run (status, host recaps, artifacts)."""
+
+    def __init__(self, message: str, result: PlaybookResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[PlaybookFailedError], tuple[str, PlaybookResult]]:
+        # Unpickling rebuilds an exception from these arguments (e.g. in a persisted state).
+        return type(self), (str(self), self.result)
+
+
 def ansible_tree() -> Path:
     """The folder with ansible.cfg, playbooks/ and roles/: ANSIBLE_CONFIG's folder when
     set (the Prefect worker image points it at /opt/solar-mlops/ansible.cfg), else the
     checkout this package runs from."""
     if config := os.environ.get("ANSIBLE_CONFIG"):
         return Path(config).resolve().parent
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]  # <checkout>/app/solar_mlops/ops/<this>
     if (checkout / "ansible.cfg").is_file():
         return checkout
     raise FileNotFoundError(

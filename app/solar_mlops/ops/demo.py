@@ -25,9 +25,10 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 
-from solar_mlops import monitoring, replay
+from solar_mlops import monitoring
 from solar_mlops.data import TimeWindow
 from solar_mlops.errors import SolarMLOpsError
+from solar_mlops.ops import replay
 from solar_mlops.registry import CHAMPION, Registry
 from solar_mlops.site import Site
 
@@ -170,7 +171,7 @@ class Orchestrator:
         deadline, seen = time.monotonic() + timeout_s, ""
         while time.monotonic() < deadline:
             run = self.client.read_flow_run(run.id)
-            state = run.state.name if run.state else "?"
+            state = (run.state.name if run.state else None) or "?"
             if state != seen:
                 self.say(f"  {run.name}: {state}")
                 seen = state
