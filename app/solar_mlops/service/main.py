@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import (
@@ -103,7 +103,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # Bodies over the limit get a 413 before they are read in full.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.exception_handler(RequestValidationError)(validation_error)
     app.include_router(router)
     add_api_docs(app)
     return app
@@ -124,7 +124,9 @@ Settings = Annotated[ServiceSettings, Depends(_settings)]
 
 router = APIRouter()
 # A 422 as validation_errors.py words it, in the OpenAPI contract.
-_REFUSED = {422: {"model": ValidationErrors, "description": "invalid request"}}
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrors, "description": "invalid request"}
+}
 
 
 async def predict(
