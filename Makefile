@@ -27,10 +27,16 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# Compiled bytecode keeps imports fast even where PYTHONDONTWRITEBYTECODE is set.
+# Compiled bytecode keeps imports fast even where PYTHONDONTWRITEBYTECODE is set. The
+# stamp inside .venv makes the sync run again only when the lock or pyproject.toml moved.
+VENV_STAMP := .venv/.synced
+
 .PHONY: install
-install: $(UV) ## create .venv from uv.lock (Python 3.11)
+install: $(VENV_STAMP) ## create .venv from uv.lock (Python 3.11)
+
+$(VENV_STAMP): uv.lock pyproject.toml | $(UV)
 	@$(TIMED) venv $(UV) sync --locked --compile-bytecode
+	@touch $@
 
 .PHONY: lab-deps test-deps bench-deps
 lab-deps: ## the Debian packages the lab needs (APT_LAB)
