@@ -174,22 +174,17 @@ security-checks: install ## read-only security checks of a running platform (LAB
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
 	scripts/lab.sh down $(ARGS)
 
-# Cheapest first, so that a failure shows early; every folder with a molecule.yml must
-# be listed (the recipe refuses one that is not).
+# Cheapest first, so that a failure shows early (scripts/molecule.sh refuses a scenario
+# folder left out). MOLECULE_JOBS scenarios share the machine; MOLECULE_ALONE run by
+# themselves at the end: they put the platform under load and time what they see.
 MOLECULE_SCENARIOS := docker deploy_access grafana postgres haproxy prometheus mlflow \
   model_server prefect bluegreen platform
+MOLECULE_ALONE := bluegreen platform
+MOLECULE_JOBS ?= 1
 
 .PHONY: molecule
-molecule: lab-images ## every Molecule scenario (MOLECULE_SCENARIOS), one after the other, timed
-	@for found in $$(ls molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
-	  case " $(MOLECULE_SCENARIOS) " in *" $$found "*) ;; \
-	    *) echo "molecule/$$found is not in MOLECULE_SCENARIOS (Makefile)" >&2; exit 2 ;; esac; \
-	done
-	@for scenario in $(MOLECULE_SCENARIOS); do \
-	  echo "== molecule test -s $$scenario"; \
-	  PATH=$(CURDIR)/.venv/bin:$$PATH $(TIMED) "molecule: $$scenario" \
-	    $(RUN) molecule test -s $$scenario || exit 1; \
-	done
+molecule: lab-images ## every Molecule scenario, timed (MOLECULE_JOBS at a time, MOLECULE_ALONE alone)
+	@scripts/molecule.sh --jobs $(MOLECULE_JOBS) --alone "$(MOLECULE_ALONE)" $(MOLECULE_SCENARIOS)
 
 .PHONY: test
 test: timing-reset check lint-ansible test-tools test-docker molecule ## every test, cheapest first: the fast tier, ansible-lint, tool tests, the image, Molecule
