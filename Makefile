@@ -180,7 +180,7 @@ lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' d
 MOLECULE_SCENARIOS := docker deploy_access grafana postgres haproxy prometheus mlflow \
   model_server prefect bluegreen platform
 MOLECULE_ALONE := bluegreen platform
-MOLECULE_JOBS ?= 1
+MOLECULE_JOBS ?= 2
 
 .PHONY: molecule
 molecule: lab-images ## every Molecule scenario, timed (MOLECULE_JOBS at a time, MOLECULE_ALONE alone)
