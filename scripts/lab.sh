@@ -126,6 +126,8 @@ wait_booted() { # name
 
 cmd_up() {
     "$repo/scripts/lab-images.sh"
+    mapfile -t capabilities < <(lab_capabilities)
+    ((${#capabilities[@]} > 0)) || die "no capabilities read from .config/molecule/config.yml"
     if ! docker network inspect "$network" >/dev/null 2>&1; then
         local subnet_args=()
         [[ $subnet == - ]] || subnet_args=(--subnet "$subnet")
@@ -201,8 +203,6 @@ cmd_status() {
 }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (scripts/start-dockerd.sh starts one)"
-mapfile -t capabilities < <(lab_capabilities)
-((${#capabilities[@]} > 0)) || die "no capabilities read from .config/molecule/config.yml"
 # Read once, before anything changes: a bad inventory stops the script here. The loops
 # read it on fd 3, so no command inside them can swallow the list.
 lab="$(lab_hosts)"
