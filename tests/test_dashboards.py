@@ -6,7 +6,7 @@ push of a real 2013 week and a deploy's ``rollout_metrics`` push, and Debian's
 Prometheus scraping them with the prometheus role's own scrape jobs (rendered by Ansible
 from the role's defaults and vars, so the job names and target labels are the
 production ones) and loading the role's rule files.
-Grafana does not run here (no Debian package, design §7): the test does what Grafana
+Grafana does not run here (no Debian package, docs/architecture.md): the test does what Grafana
 would, query by query, with the dashboard variables substituted as Grafana does for
 "All".
 
