@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from solar_mlops.ops.replay import (
     ServiceClient,
     load_traffic,
     parse_fault,
+    service_message,
 )
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.site import Site
@@ -173,6 +175,18 @@ def test_speed_zero_never_waits_and_negative_speed_is_refused() -> None:
     assert wall.slept == []
     with pytest.raises(ReplayError, match="speed must be 0"):
         PacedClock(-1)
+
+
+def test_a_422_names_its_first_problems_and_counts_every_other_one() -> None:
+    detail = [{"loc": ["body", "rows", i, "ghi"], "msg": "too low"} for i in range(20)]
+    message = service_message(httpx.Response(422, json={"detail": detail, "errors_omitted": 30}))
+    assert message.startswith("body.rows.0.ghi: too low; body.rows.1.ghi: too low; body.rows.2")
+    assert message.endswith("(+47 more)")
+    few = service_message(httpx.Response(422, json={"detail": detail[:2], "errors_omitted": 0}))
+    assert "more" not in few
+    assert service_message(httpx.Response(413, json={"detail": "over 5000 rows"})) == (
+        "over 5000 rows"
+    )
 
 
 # --- against the real service ------------------------------------------------------------

@@ -247,13 +247,15 @@ class ServiceClient:
 def service_message(response: httpx.Response) -> str:
     """The service's own words for a failed request: its ``detail``, shortened."""
     try:
-        detail: Any = response.json()["detail"]
+        body: Any = response.json()
+        detail: Any = body["detail"]
     except (ValueError, KeyError, TypeError):
         return response.text[:200] or response.reason_phrase
     if isinstance(detail, list):  # a 422: name the first problems' fields
         parts = [f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in detail[:3]]
-        more = f" (+{len(detail) - 3} more)" if len(detail) > 3 else ""
-        return "; ".join(parts) + more
+        # The service lists a bounded number of errors and counts the rest.
+        more = max(len(detail) - 3, 0) + int(body.get("errors_omitted", 0))
+        return "; ".join(parts) + (f" (+{more} more)" if more else "")
     return str(detail)
 
 
