@@ -24,7 +24,7 @@ RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
 INSTALL = (
     "promtool is missing: install Debian's prometheus package "
-    "(apt-get install -y --no-install-recommends prometheus, or make system-deps)"
+    "(apt-get install -y --no-install-recommends prometheus, or make test-deps)"
 )
 
 

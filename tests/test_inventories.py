@@ -114,21 +114,23 @@ def test_the_deploy_key_works_from_the_control_hosts_only(inventory: str) -> Non
         assert sorted(allowed) == sorted({address, "127.0.0.1", "::1"}), (host, allowed)
 
 
+@pytest.fixture
+def vagrant() -> str:
+    tiers.require("vagrant")
+    path = shutil.which("vagrant")
+    assert path, "vagrant is missing: make test-deps installs it"
+    return path
+
+
 @pytest.mark.vagrant
 @pytest.mark.parametrize("layout", ["all-in-one", "multi"])
-def test_vagrant_validates_both_layouts(layout: str) -> None:
-    tiers.require("vagrant")
-    vagrant = shutil.which("vagrant")
-    assert vagrant, "vagrant is missing: make system-deps installs it"
+def test_vagrant_validates_both_layouts(vagrant: str, layout: str) -> None:
     out = succeeded(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": layout})
     assert "validated successfully" in out
 
 
 @pytest.mark.vagrant
-def test_vagrant_names_an_unknown_layout() -> None:
-    tiers.require("vagrant")
-    vagrant = shutil.which("vagrant")
-    assert vagrant, "vagrant is missing: make system-deps installs it"
+def test_vagrant_names_an_unknown_layout(vagrant: str) -> None:
     result = run(vagrant, "validate", env={"SOLAR_VAGRANT_LAYOUT": "three"})
     assert result.returncode != 0
     assert "must be all-in-one or multi" in result.stderr
