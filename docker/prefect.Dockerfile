@@ -97,17 +97,16 @@ RUN /opt/uv/bin/uv export --locked --no-default-groups \
 # venv: the dependencies first (rebuilt only when the pins change), then the package.
 FROM builder AS venv
 COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
-RUN set -eux; \
-    python3 -m venv --without-pip /opt/venv; \
-    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
-        --requirement /tmp/requirements.txt; \
-    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
-
 # The `ansible` package bundles ~100 collections (470 MB); the playbooks use a few. Keep
 # those listed (namespace.name, space separated; empty keeps them all): a smaller image
 # loads faster on hosts without a registry. A flow that needs another collection adds it.
+# The rest is removed in the same layer as the install, before compiling: never stored,
+# never compiled.
 ARG ANSIBLE_COLLECTIONS="ansible.posix ansible.utils amazon.aws community.crypto community.docker community.general community.library_inventory_filtering_v1"
 RUN set -eu; \
+    python3 -m venv --without-pip /opt/venv; \
+    /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
+        --requirement /tmp/requirements.txt; \
     if [ -n "$ANSIBLE_COLLECTIONS" ]; then \
         cd /opt/venv/lib/python3.11/site-packages/ansible_collections; \
         for dir in */*/; do \
@@ -119,7 +118,8 @@ RUN set -eu; \
         done; \
         find . -mindepth 1 -maxdepth 1 -type d -empty -delete; \
         for name in $ANSIBLE_COLLECTIONS; do test -d "$(printf '%s' "$name" | tr . /)"; done; \
-    fi
+    fi; \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 WORKDIR /src
 # The wheel's metadata reads README.md (pyproject.toml's readme).
