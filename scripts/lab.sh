@@ -12,18 +12,21 @@
 # Each host gets: --cgroupns=host, /sys/fs/cgroup rw, tmpfs /run and /run/lock,
 # seccomp=unconfined, every capability but SYS_RESOURCE (which this machine withholds,
 # so --privileged fails), a named volume at /var/lib/docker (overlay2 for the inner
-# engine), and the ports of its `lab_published_ports` host variable, which must be bound
-# to 127.0.0.1. The hosts share one Docker network, `lab_network` (default solar-lab),
+# engine), the image archive folder read-only at its own path (the hosts load the
+# archives in place; the lab inventory's lab_image_archive_dir), and the ports of its
+# `lab_published_ports` host variable, which must be bound to 127.0.0.1. The hosts share one Docker network, `lab_network` (default solar-lab),
 # created with the subnet `lab_subnet` when the inventory sets one; a host with `lab_ip`
 # gets that fixed address on it (inventory/lab-multi: the hosts reach each other there).
 #
 # Environment: LAB_INVENTORY (inventory/lab; e.g. inventory/lab-multi), LAB_BOOT_TIMEOUT
-# (90 s), ANSIBLE_INVENTORY_BIN (ansible-inventory from .venv, else from PATH).
+# (90 s), ANSIBLE_INVENTORY_BIN (ansible-inventory from .venv, else from PATH),
+# SOLAR_LAB_ARCHIVE_DIR (.cache/lab-images, as in the lab inventory).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 inventory="${LAB_INVENTORY:-$repo/inventory/lab}"
 boot_timeout="${LAB_BOOT_TIMEOUT:-90}"
+archive_dir="$(realpath -m "${SOLAR_LAB_ARCHIVE_DIR:-$repo/.cache/lab-images}")"
 label=org.solar-mlops.lab
 
 log() { printf '[lab] %s\n' "$*" >&2; }
@@ -97,6 +100,7 @@ run_args() { # name image address ports...
         --security-opt seccomp=unconfined
         --cap-drop ALL
         --volume "$(volume_of "$name"):/var/lib/docker"
+        --volume "$archive_dir:$archive_dir:ro"
     )
     local cap port
     [[ $address == - ]] || args+=(--ip "$address")
@@ -126,6 +130,7 @@ wait_booted() { # name
 
 cmd_up() {
     "$repo/scripts/lab-images.sh"
+    mkdir -p "$archive_dir"
     mapfile -t capabilities < <(lab_capabilities)
     ((${#capabilities[@]} > 0)) || die "no capabilities read from .config/molecule/config.yml"
     if ! docker network inspect "$network" >/dev/null 2>&1; then
