@@ -191,20 +191,22 @@ molecule: lab-archives ## every Molecule scenario, timed (MOLECULE_JOBS at a tim
 molecule-scenarios: install
 	@scripts/molecule.sh --jobs $(MOLECULE_JOBS) --alone "$(MOLECULE_ALONE)" $(MOLECULE_SCENARIOS)
 
-# Every test, cheapest first, so that a failure shows early. The lab's images build, and
-# their archives are saved, while the fast tier, ansible-lint and the tool tier run: a
-# build waits on downloads and disk more than on the two cores. The image tier and
-# Molecule start when both are done.
-.PHONY: test test-python
+# Every test, cheapest first, so that a failure shows early, in two lines side by side:
+# the fast tier, ansible-lint and the tool tier; the lab's images, their archives and
+# the image's tests (a build waits on downloads and disk more than on the two cores).
+# Molecule starts when both are done.
+.PHONY: test test-python test-images
 test: timing-reset install lab-deps test-deps ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
-	@$(MAKE) --no-print-directory -j2 test-python lab-archives
-	@$(MAKE) --no-print-directory test-docker molecule-scenarios
+	@$(MAKE) --no-print-directory -j2 test-python test-images
+	@$(MAKE) --no-print-directory molecule-scenarios
 
-# One after the other, beside the images.
 test-python:
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory lint-ansible
 	@$(MAKE) --no-print-directory test-tools
+
+test-images: lab-archives
+	@$(MAKE) --no-print-directory test-docker
 
 .PHONY: timing-reset
 timing-reset:

@@ -35,6 +35,11 @@ done
 logs="$repo/.cache/molecule-logs"
 mkdir -p "$logs"
 export PATH="$repo/.venv/bin:$PATH"
+# One throwaway registry and model cache for the run, trained by the first scenario that
+# needs it (model_server, bluegreen: molecule/resources/seed_registry.py).
+SOLAR_MOLECULE_SEED="$(mktemp -d /tmp/solar-molecule-seed.XXXXXX)"
+export SOLAR_MOLECULE_SEED
+trap 'rm -rf "$SOLAR_MOLECULE_SEED"' EXIT
 
 run() {
     "$repo/scripts/timing" run "molecule: $1" molecule test -s "$1"

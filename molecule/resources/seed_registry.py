@@ -1,18 +1,20 @@
 """Train and register the model into a throwaway SQLite MLflow registry, with the
 project's own code, and lay out the service's model cache from it.
 
-    .venv/bin/python molecule/resources/seed_registry.py <folder> [--versions N] [--broken]
+    .venv/bin/python molecule/resources/seed_registry.py <folder>
 
 <folder>/registry/   mlflow.db and ./mlruns (MLflow writes artifacts there)
-<folder>/cache/      <name>/v1/ ... <name>/vN/, <name>/resolved.json: the layout of
+<folder>/cache/      <name>/v1/ ... <name>/v5/, <name>/resolved.json: the layout of
                      solar_mlops.service.model_store.ModelCache, what a colour's cache
                      volume holds after it has served those versions.
 
-Versions 2..N are registered from version 1's run (same weights): real registry
-versions with their own numbers, enough to move colours between versions. --broken adds
-one more version, trained on power logged in kW instead of W: a real model whose
-forecasts are a thousand times too small, which a deployment's smoke test must refuse.
-Does nothing when <folder>/cache already holds every version.
+Versions 2-4 are registered from version 1's run (same weights): real registry versions
+with their own numbers, enough to move colours between versions. Version 5 is trained on
+power logged in kW instead of W: a real model whose forecasts are a thousand times too
+small, which a deployment's smoke test must refuse. Every scenario gets the same
+versions, so one folder can serve them all (scripts/molecule.sh makes one per run:
+SOLAR_MOLECULE_SEED). Does nothing when <folder>/cache already holds every version; a
+lock keeps two scenarios from seeding one folder at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -39,13 +42,23 @@ def in_kilowatts(prepared: Prepared) -> Prepared:
     return dataclasses.replace(prepared, frame=frame)
 
 
-def main(folder: Path, versions: int, broken: bool) -> None:
+# Good versions from one run (same weights), then the broken one.
+GOOD_VERSIONS = 4
+
+
+def main(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        seed(folder)
+
+
+def seed(folder: Path) -> None:
     registry_dir = folder / "registry"
     cache_dir = folder / "cache"
     uri = f"sqlite:///{registry_dir / 'mlflow.db'}"
     cache = ModelCache(cache_dir, "solar-power")
-    wanted = [str(number) for number in range(1, versions + 1 + int(broken))]
-    if all(cache.has(number) for number in wanted):
+    if all(cache.has(str(number)) for number in range(1, GOOD_VERSIONS + 2)):
         print("cache present")
         return
     registry_dir.mkdir(parents=True, exist_ok=True)
@@ -59,10 +72,9 @@ def main(folder: Path, versions: int, broken: bool) -> None:
         client = MlflowClient(tracking_uri=uri)
         registered = [first] + [
             client.create_model_version(registry.name, first.source, run_id=first.run_id)
-            for _ in range(versions - 1)
+            for _ in range(GOOD_VERSIONS - 1)
         ]
-        if broken:
-            registered.append(registry.log_candidate(train(CONFIG, in_kilowatts(prepared)), CONFIG))
+        registered.append(registry.log_candidate(train(CONFIG, in_kilowatts(prepared)), CONFIG))
         for version in registered:
             # The service's own start-up path while MLflow answers: resolve the pinned
             # version, download it into the cache, remember it, load it.
@@ -75,7 +87,5 @@ def main(folder: Path, versions: int, broken: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--versions", type=int, default=2, help="good versions to register")
-    parser.add_argument("--broken", action="store_true", help="add a version trained in kW")
     args = parser.parse_args()
-    main(args.folder.resolve(), args.versions, args.broken)
+    main(args.folder.resolve())
