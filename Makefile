@@ -193,8 +193,8 @@ molecule-scenarios: install
 
 # Every test, cheapest first, so that a failure shows early, in two lines side by side:
 # the fast tier, ansible-lint and the tool tier; the lab's images, their archives and
-# the image's tests (a build waits on downloads and disk more than on the two cores).
-# Molecule starts when both are done.
+# the image's tests. They compete for the two cores, but a build also waits on downloads
+# and disk. Molecule starts when both are done.
 .PHONY: test test-python test-images
 test: timing-reset install lab-deps test-deps ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
 	@$(MAKE) --no-print-directory -j2 test-python test-images

@@ -14,9 +14,10 @@
 # so --privileged fails), a named volume at /var/lib/docker (overlay2 for the inner
 # engine), the image archive folder read-only at its own path (the hosts load the
 # archives in place; the lab inventory's lab_image_archive_dir), and the ports of its
-# `lab_published_ports` host variable, which must be bound to 127.0.0.1. The hosts share one Docker network, `lab_network` (default solar-lab),
-# created with the subnet `lab_subnet` when the inventory sets one; a host with `lab_ip`
-# gets that fixed address on it (inventory/lab-multi: the hosts reach each other there).
+# `lab_published_ports` host variable, which must be bound to 127.0.0.1. The hosts share
+# one Docker network, `lab_network` (default solar-lab), created with the subnet
+# `lab_subnet` when the inventory sets one; a host with `lab_ip` gets that fixed address
+# on it (inventory/lab-multi: the hosts reach each other there).
 #
 # Environment: LAB_INVENTORY (inventory/lab; e.g. inventory/lab-multi), LAB_BOOT_TIMEOUT
 # (90 s), ANSIBLE_INVENTORY_BIN (ansible-inventory from .venv, else from PATH),
