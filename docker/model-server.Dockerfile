@@ -86,15 +86,23 @@ RUN /opt/uv/bin/uv export --locked --no-default-groups --no-emit-project \
         --format requirements-txt --output-file /tmp/requirements.txt
 
 # ---------------------------------------------------------------------------------------
-# venv: the dependencies first (rebuilt only when the pins change), then the package.
-FROM builder AS venv
+# deps: the dependencies alone, compiled; rebuilt only when the pins change.
+FROM builder AS deps
 COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN set -eux; \
     # No pip in the shipped venv: nothing installs packages at run time. \
     python3 -m venv --without-pip /opt/venv; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --require-hashes --no-deps \
-        --requirement /tmp/requirements.txt
+        --requirement /tmp/requirements.txt; \
+    # Unchecked-hash bytecode is never compared with its source, so it stays valid on \
+    # a read-only root whatever the file times. \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
 
+# ---------------------------------------------------------------------------------------
+# package: the project's wheel on top, its files then set apart in /tmp/package, so the
+# final image adds them as a layer of their own: a code change leaves the venv's layer
+# as it was.
+FROM deps AS package
 WORKDIR /src
 # The wheel's metadata reads README.md (pyproject.toml's readme).
 COPY pyproject.toml README.md ./
@@ -102,17 +110,19 @@ COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/dist/*.whl; \
-    # The wheel's `solar` CLI needs the train group (typer, rich, the full MLflow), which \
-    # this image leaves out: ship no entry point that cannot run. \
-    rm /opt/venv/bin/solar; \
-    # Unchecked-hash bytecode is never compared with its source, so it stays valid on \
-    # a read-only root whatever the file times. \
-    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
+    site=/opt/venv/lib/python3.11/site-packages; \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash "$site/solar_mlops"; \
+    # The package's own files only. Not bin/solar: the wheel's CLI needs the train group \
+    # (typer, rich, the full MLflow), which this image leaves out, and the image ships no \
+    # entry point that cannot run. \
+    install -d "/tmp/package$site"; \
+    cp -a "$site"/solar_mlops "$site"/solar_mlops-*.dist-info "/tmp/package$site/"
 
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=venv /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=package /tmp/package/ /
 
 # A fresh volume takes this folder's owner, so the service can write its model cache.
 RUN install -d -o solar -g solar -m 0750 /var/cache/solar-model

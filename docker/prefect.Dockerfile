@@ -94,8 +94,8 @@ RUN /opt/uv/bin/uv export --locked --no-default-groups \
         --format requirements-txt --output-file /tmp/requirements.txt
 
 # ---------------------------------------------------------------------------------------
-# venv: the dependencies first (rebuilt only when the pins change), then the package.
-FROM builder AS venv
+# deps: the dependencies alone, compiled; rebuilt only when the pins change.
+FROM builder AS deps
 COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 # The `ansible` package bundles ~100 collections (470 MB); the playbooks use a few. Keep
 # those listed (namespace.name, space separated; empty keeps them all): a smaller image
@@ -121,6 +121,11 @@ RUN set -eu; \
     fi; \
     /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/venv/lib
 
+# ---------------------------------------------------------------------------------------
+# package: the project's wheel on top, its files (and the `solar` CLI) then set apart in
+# /tmp/package, so the final image adds them as a layer of their own: a code change
+# leaves the venv's layer as it was. Then the Ansible tree.
+FROM deps AS package
 WORKDIR /src
 # The wheel's metadata reads README.md (pyproject.toml's readme).
 COPY pyproject.toml README.md ./
@@ -128,8 +133,11 @@ COPY app ./app
 RUN set -eux; \
     /opt/uv/bin/uv build --wheel --out-dir /tmp/dist; \
     /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/dist/*.whl; \
-    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash \
-        /opt/venv/lib/python3.11/site-packages/solar_mlops
+    site=/opt/venv/lib/python3.11/site-packages; \
+    /opt/venv/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash "$site/solar_mlops"; \
+    install -d "/tmp/package$site" /tmp/package/opt/venv/bin; \
+    cp -a "$site"/solar_mlops "$site"/solar_mlops-*.dist-info "/tmp/package$site/"; \
+    cp -a /opt/venv/bin/solar /tmp/package/opt/venv/bin/
 
 # The Ansible tree (and the flows): the whole build context is copied, and only what the
 # worker runs is kept, so an absent flows/ is no error. The context is .dockerignore's
@@ -148,8 +156,9 @@ RUN set -eux; \
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=venv /opt/venv /opt/venv
-COPY --from=venv /opt/solar-mlops /opt/solar-mlops
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=package /tmp/package/ /
+COPY --from=package /opt/solar-mlops /opt/solar-mlops
 
 # Writable at run time: /tmp only (a tmpfs: HOME, PREFECT_HOME, Ansible's temporary
 # files). No telemetry, a UTF-8 locale (ansible-core refuses others), the project's
