@@ -10,7 +10,7 @@ import pytest
 import tiers
 
 from solar_mlops.data import TimeWindow
-from solar_mlops.pipeline import TrainOutcome, train_and_register
+from solar_mlops.pipeline import TrainOutcome, register_candidate
 from solar_mlops.predictor import PowerModel
 from solar_mlops.registry import Registry
 from solar_mlops.site import Site
@@ -67,7 +67,7 @@ SUMMER_2013 = TimeWindow("2013-06-01", "2013-06-30")
 
 @pytest.fixture(scope="session")
 def embedded_registry(
-    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared
+    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared, trained: TrainingResult
 ) -> tuple[str, TrainOutcome]:
     """A SQLite-backed MLflow registry (no server) with version 1 as champion.
 
@@ -77,5 +77,5 @@ def embedded_registry(
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with contextlib.chdir(root):
-        outcome = train_and_register(Registry(tracking_uri=uri), FAST, prepared=prepared)
+        outcome = register_candidate(Registry(tracking_uri=uri), trained, FAST, prepared=prepared)
     return uri, outcome

@@ -15,9 +15,15 @@ from servers import mlflow_server, venv_bin
 
 from solar_mlops import features
 from solar_mlops.data import TimeWindow
-from solar_mlops.pipeline import TrainOutcome, evaluate_version, run_gate, train_and_register
+from solar_mlops.pipeline import (
+    TrainOutcome,
+    evaluate_version,
+    register_candidate,
+    run_gate,
+    train_and_register,
+)
 from solar_mlops.registry import CHALLENGER, CHAMPION, Registry
-from solar_mlops.training import Prepared, TrainingConfig
+from solar_mlops.training import Prepared, TrainingConfig, TrainingResult
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +43,14 @@ def registry(server: str) -> Registry:
 
 
 @pytest.fixture(scope="module")
-def history(registry: Registry, prepared: Prepared) -> dict[str, TrainOutcome]:
-    """Three candidates in order: a weak first model, a strong one, and its twin."""
+def history(
+    registry: Registry, prepared: Prepared, trained: TrainingResult
+) -> dict[str, TrainOutcome]:
+    """Three candidates in order: a weak first model, a strong one, and its twin (the
+    same training, registered again: training is reproducible, test_model.py)."""
     weak = train_and_register(registry, WEAK, prepared=prepared)
-    strong = train_and_register(registry, FAST, prepared=prepared)
-    twin = train_and_register(registry, FAST, prepared=prepared)
+    strong = register_candidate(registry, trained, FAST, prepared=prepared)
+    twin = register_candidate(registry, trained, FAST, prepared=prepared)
     return {"weak": weak, "strong": strong, "twin": twin}
 
 

@@ -18,9 +18,9 @@ from conftest import FAST
 from servers import gunicorn_server, mlflow_server, venv_bin
 
 from solar_mlops.features import FeatureBuilder
-from solar_mlops.pipeline import train_and_register
+from solar_mlops.pipeline import register_candidate
 from solar_mlops.registry import Registry
-from solar_mlops.training import Prepared
+from solar_mlops.training import Prepared, TrainingResult
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,14 @@ def metric(url: str, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, prepared: Prepared) -> Iterator[dict]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared, trained: TrainingResult
+) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("gunicorn")
     with mlflow_server(root / "mlflow") as mlflow_url:
-        outcome = train_and_register(Registry(tracking_uri=mlflow_url), FAST, prepared=prepared)
+        outcome = register_candidate(
+            Registry(tracking_uri=mlflow_url), trained, FAST, prepared=prepared
+        )
         env = {
             "MLFLOW_TRACKING_URI": mlflow_url,
             "SOLAR_MODEL_CACHE_DIR": str(root / "model-cache"),

@@ -42,6 +42,20 @@ def train_and_register(
     config = config or TrainingConfig()
     prepared = prepared or prepare()
     result = train(config, prepared, progress)
+    return register_candidate(registry, result, config, margin, gate, prepared, progress)
+
+
+def register_candidate(
+    registry: Registry,
+    result: TrainingResult,
+    config: TrainingConfig,
+    margin: float = DEFAULT_MARGIN,
+    gate: bool = True,
+    prepared: Prepared | None = None,
+    progress: Progress = lambda _: None,
+) -> TrainOutcome:
+    """Register a model trained with ``config`` as ``challenger`` and, unless told not
+    to, let the gate decide whether it becomes ``champion``."""
     progress(f"logging run and registering a new version of '{registry.name}'")
     version = registry.log_candidate(result, config)
     decision = None
