@@ -175,38 +175,59 @@ security-checks: install ## read-only security checks of a running platform (LAB
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
 	scripts/lab.sh down $(ARGS)
 
-# Cheapest first, so that a failure shows early (scripts/molecule.sh refuses a scenario
-# folder left out). MOLECULE_JOBS scenarios share the machine; MOLECULE_ALONE run by
-# themselves at the end: they put the platform under load and time what they see.
-MOLECULE_SCENARIOS := docker deploy_access grafana postgres haproxy prometheus mlflow \
-  model_server prefect bluegreen platform
-MOLECULE_ALONE := bluegreen platform
-MOLECULE_JOBS ?= 2
+# Molecule scenarios, cheapest first. Each one is a target, `make molecule-<name>`, so
+# that make's job slots schedule the scenarios beside every other stage of `make test`.
+# MOLECULE_LAST runs after all the others, by itself: it times rollouts under load.
+MOLECULE_SCENARIOS := deploy_access docker grafana postgres haproxy prometheus mlflow \
+  model_server prefect platform
+MOLECULE_LAST := bluegreen
+# Every folder of molecule/ with a molecule.yml must be named: a new scenario is never
+# left out of make test.
+MOLECULE_UNNAMED := $(filter-out $(MOLECULE_SCENARIOS) $(MOLECULE_LAST),\
+  $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# Stages at a time: the machine's two cores. Each stage's output is printed whole when
+# it ends (--output-sync), so stages that ran side by side read one after the other.
+JOBS ?= 2
+SLOTS = --no-print-directory -j$(JOBS) --output-sync=target
+# One throwaway registry and model cache per run, trained by the first scenario that needs
+# it (model_server, bluegreen: molecule/resources/seed_registry.py); a scenario run on its
+# own seeds its own.
+SEEDED = seed=$$(mktemp -d /tmp/solar-molecule-seed.XXXXXX) && trap 'rm -rf "$$seed"' EXIT && \
+  SOLAR_MOLECULE_SEED=$$seed
+MOLECULE_TEST = PATH=$(CURDIR)/.venv/bin:$$PATH $(TIMED) "molecule: $(1)" molecule test -s $(1)
 
-.PHONY: molecule molecule-scenarios
-molecule: lab-archives ## every Molecule scenario, timed (MOLECULE_JOBS at a time, MOLECULE_ALONE alone)
-	@$(MAKE) --no-print-directory molecule-scenarios
+.PHONY: molecule $(addprefix molecule-,$(MOLECULE_SCENARIOS) $(MOLECULE_LAST)) molecule-last molecule-named
+molecule-named:
+	@if [ -n "$(MOLECULE_UNNAMED)" ]; then \
+	  echo "add to MOLECULE_SCENARIOS in the Makefile: $(MOLECULE_UNNAMED)" >&2; exit 2; fi
 
-# The scenarios on the images and archives as they are.
-molecule-scenarios: install
-	@scripts/molecule.sh --jobs $(MOLECULE_JOBS) --alone "$(MOLECULE_ALONE)" $(MOLECULE_SCENARIOS)
+molecule: molecule-named ## every Molecule scenario, timed (JOBS at a time; MOLECULE_LAST last, by itself)
+	@$(SEEDED) $(MAKE) $(SLOTS) molecule-last LAST_AFTER="$(addprefix molecule-,$(MOLECULE_SCENARIOS))"
 
-# Every test, cheapest first, so that a failure shows early, in two lines side by side:
-# the fast tier, ansible-lint and the tool tier; the lab's images, their archives and
-# the image's tests. They compete for the two cores, but a build also waits on downloads
-# and disk. Molecule starts when both are done.
-.PHONY: test test-python test-images
-test: timing-reset install lab-deps test-deps ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
-	@$(MAKE) --no-print-directory -j2 test-python test-images
-	@$(MAKE) --no-print-directory molecule-scenarios
+$(addprefix molecule-,$(MOLECULE_SCENARIOS) $(MOLECULE_LAST)): molecule-%: install lab-archives
+	@$(call MOLECULE_TEST,$*)
 
-test-python:
-	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory lint-ansible
-	@$(MAKE) --no-print-directory test-tools
+# MOLECULE_LAST once every stage in LAST_AFTER has passed.
+molecule-last: $(LAST_AFTER)
+	@$(call MOLECULE_TEST,$(MOLECULE_LAST))
 
-test-images: lab-archives
-	@$(MAKE) --no-print-directory test-docker
+# Every test, JOBS stages at a time. make starts a stage when a slot is free and the
+# stage is ready, in the order below, so make test adds two order-only constraints of its
+# own (AFTER_CHECK, AFTER_IMAGES): the lab's images are built and saved while the fast
+# tier runs; nothing else starts before the fast tier has passed, so that a failure there
+# ends the run within minutes; the image's tests wait for the image. Then platform, the
+# longest scenario, so that it does not end alone; ansible-lint, the tool tier and the
+# other scenarios, cheapest first; bluegreen alone. The engine and the Debian packages
+# are in place before the stages start, so no slot goes to them (-o).
+TEST_STAGES := lab-archives check test-docker molecule-platform lint-ansible test-tools \
+  $(addprefix molecule-,$(filter-out platform,$(MOLECULE_SCENARIOS)))
+test-docker: | $(AFTER_IMAGES)
+lint-ansible test-tools $(addprefix molecule-,$(MOLECULE_SCENARIOS)): | $(AFTER_CHECK)
+
+.PHONY: test
+test: timing-reset molecule-named install lab-deps test-deps docker-engine ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
+	@$(SEEDED) $(MAKE) $(SLOTS) -o lab-deps -o test-deps -o docker-engine \
+	  AFTER_CHECK=check AFTER_IMAGES=lab-archives molecule-last LAST_AFTER="$(TEST_STAGES)"
 
 .PHONY: timing-reset
 timing-reset:

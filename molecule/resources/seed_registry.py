@@ -12,7 +12,7 @@ Versions 2-4 are registered from version 1's run (same weights): real registry v
 with their own numbers, enough to move colours between versions. Version 5 is trained on
 power logged in kW instead of W: a real model whose forecasts are a thousand times too
 small, which a deployment's smoke test must refuse. Every scenario gets the same
-versions, so one folder can serve them all (scripts/molecule.sh makes one per run:
+versions, so one folder can serve them all (make test and make molecule make one per run:
 SOLAR_MOLECULE_SEED). Does nothing when <folder>/cache already holds every version; a
 lock keeps two scenarios from seeding one folder at once.
 """
