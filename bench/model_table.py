@@ -1,7 +1,8 @@
-"""The 2013 daytime table: model vs PVWatts vs 24 h smart persistence.
+"""The 2013 daytime tables: model vs PVWatts vs 24 h smart persistence, and the
+model's quantiles vs the two probabilistic references.
 
-Runs the full training job (grid search with time-series CV, fit, holdout, monthly
-rolling-origin backtest) without MLflow, and prints what it measured.
+Runs the full training job (grid search with time-series CV, fit, quantile calibration,
+holdout, monthly rolling-origin backtest) without MLflow, and prints what it measured.
 
     uv run python bench/model_table.py
 """
@@ -16,6 +17,7 @@ import numpy as np
 from solar_mlops.evaluation import MEASURED, MODEL, PERSISTENCE, PVWATTS
 from solar_mlops.features import CONTEXT_NAMES
 from solar_mlops.metrics import nrmse
+from solar_mlops.probabilistic import EVAL_LEVELS, REFERENCES
 from solar_mlops.training import TrainingConfig, prepare, train
 
 
@@ -50,12 +52,36 @@ def main() -> None:
     lone_nrmse = nrmse(lone[MODEL], lone[MEASURED], prepared.site.capacity_w)
     print(f"model nRMSE with no neighbouring rows (single-row requests): {lone_nrmse:.2%}")
 
+    quantiles = result.quantiles
+    probabilistic = quantiles.table
+    print(f"\nquantiles {result.model.intervals.levels if result.model.intervals else ()}, "
+          f"calibrated on {result.calibration.window} ({result.calibration.folds} folds, "
+          f"{len(result.calibration.scores)} scores)")  # fmt: skip
+    print(f"probabilistic, CRPS from {len(EVAL_LEVELS)} quantile levels:\n"
+          f"{probabilistic.round(4).to_string()}")  # fmt: skip
+    print(f"\nby season:\n{quantiles.by_season.round(3).to_string()}")
+    print(f"\nby hour:\n{quantiles.by_hour.round(3).to_string()}")
+    p50 = nrmse(quantiles.served["p50"], result.predictions[MEASURED], prepared.site.capacity_w)
+    point = table.loc[MODEL, "nrmse"]
+    print(f"\nP50 nRMSE {p50:.2%} against the point model's {point:.2%}; mean pinball "
+          f"loss of the served levels {quantiles.pinball:.2%} of capacity")  # fmt: skip
+
     model, pvwatts = table.loc[MODEL], table.loc[PVWATTS]
+    by_season = quantiles.by_season
+    coverage_error = abs(by_season["coverage"] - 0.8)
+    season_skill = by_season[[f"crps_skill_vs_{r}" for r in REFERENCES]]
     checks = {
         "model nRMSE <= 12.5 %": model["nrmse"] <= 0.125,
         "model nRMSE >= 10 % below PVWatts": model["nrmse"] <= 0.9 * pvwatts["nrmse"],
         "skill vs 24 h smart persistence >= 0.5": model["skill_vs_persistence_24h"] >= 0.5,
         "full training (tuning + backtest) < 120 s": elapsed < 120,
+        "P10-P90 coverage 80 +- 3 % overall": abs(probabilistic.loc[MODEL, "coverage"] - 0.8)
+        <= 0.03,
+        "P10-P90 coverage 80 +- 3 % in every season": bool((coverage_error <= 0.03).all()),
+        "CRPS skill > 0 against both references in every season": bool(
+            (season_skill > 0).all().all()
+        ),
+        "P50 nRMSE within 0.2 points of the point model": p50 <= model["nrmse"] + 0.002,
     }
     print(f"\nmodel/PVWatts nRMSE ratio: {model['nrmse'] / pvwatts['nrmse']:.3f}")
     print(f"full training wall time: {elapsed:.1f} s on {os.cpu_count()} cores")

@@ -10,7 +10,9 @@ from conftest import weather_frame
 from solar_mlops import metrics
 from solar_mlops.baselines import PVWattsBaseline, smart_persistence
 from solar_mlops.features import FeatureBuilder
-from solar_mlops.gate import decide
+from solar_mlops.gate import Coverage, decide
+
+CALIBRATED = Coverage(0.8, 0.8)
 
 
 def test_pvwatts_fit_recovers_the_plant_scale() -> None:
@@ -46,14 +48,17 @@ def test_metrics_on_known_errors() -> None:
     [(0.0980, 0.1000, True), (0.0990, 0.1000, True), (0.0995, 0.1000, False), (0.11, 0.10, False)],
 )
 def test_gate_requires_the_margin(challenger: float, champion: float, promote: bool) -> None:
-    decision = decide("2", challenger, "1", champion, 0.01, "2013-01-01..2013-12-31", 8000)
+    decision = decide(
+        "2", challenger, "1", champion, 0.01, "2013-01-01..2013-12-31", 8000, CALIBRATED
+    )
     assert decision.promote is promote
     assert ("beats champion v1" in decision.reason) is promote
     assert decision.as_dict()["verdict"] == ("promoted" if promote else "refused")
 
 
 def test_gate_promotes_the_first_model_and_rejects_bad_margins() -> None:
-    assert decide("1", 0.2, None, None, 0.01, "w", 1).reason == "no champion yet: first model"
-    assert not decide("1", 0.1, "1", 0.1, 0.01, "w", 1).promote
+    first = decide("1", 0.2, None, None, 0.01, "w", 1, CALIBRATED)
+    assert first.reason == "no champion yet: first model"
+    assert not decide("1", 0.1, "1", 0.1, 0.01, "w", 1, CALIBRATED).promote
     with pytest.raises(ValueError, match="margin"):
-        decide("2", 0.1, "1", 0.2, 1.5, "w", 1)
+        decide("2", 0.1, "1", 0.2, 1.5, "w", 1, CALIBRATED)

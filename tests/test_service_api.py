@@ -111,9 +111,30 @@ def test_training_and_serving_features_and_predictions_are_identical(
         served.loc[inner], prepared.features.loc[inner], check_freq=False, check_names=False
     )
     _, outcome = embedded_registry
-    expected = outcome.result.model.predict(offline)
-    served_power = np.array([p["ac_power_w"] for p in response.json()["predictions"]])
+    model = outcome.result.model
+    expected = model.predict(offline)
+    predictions = response.json()["predictions"]
+    served_power = np.array([p["ac_power_w"] for p in predictions])
     np.testing.assert_array_equal(served_power, expected)
+    # The quantiles too, from the spread boosters the registry kept beside the model.
+    served_quantiles = np.array([list(p["quantiles"].values()) for p in predictions])
+    np.testing.assert_array_equal(served_quantiles, model.quantiles(offline, expected))
+
+
+def test_quantiles_bracket_the_forecast_unless_left_out(client: TestClient) -> None:
+    rows = rows_of(weather_frame("2013-06-21 05:00", 30))
+    predictions = client.post("/predict", json={"rows": rows}).json()["predictions"]
+    daytime = [p for p in predictions if p["ac_power_w"] > 0]
+    assert len(daytime) > 20
+    for p in daytime:
+        q = p["quantiles"]
+        assert list(q) == ["p10", "p50", "p90"]
+        assert 0 <= q["p10"] <= q["p50"] <= q["p90"], p
+        assert q["p10"] <= p["ac_power_w"] <= q["p90"], p
+    point_only = client.post("/predict", params={"quantiles": "false"}, json={"rows": rows})
+    for with_q, without in zip(predictions, point_only.json()["predictions"], strict=True):
+        assert without["quantiles"] is None
+        assert without["ac_power_w"] == with_q["ac_power_w"]
 
 
 def test_night_rows_are_zero(client: TestClient) -> None:
@@ -228,6 +249,7 @@ def test_probes_and_version(client: TestClient) -> None:
     assert version["service_git_commit"] == "0123456789abcdef"
     assert version["colour"] == "blue" and len(version["feature_schema_hash"]) == 16
     assert version["run_id"]
+    assert version["quantiles"] == [0.1, 0.5, 0.9]
 
 
 def test_actuals_need_the_key_and_past_times(client: TestClient) -> None:

@@ -8,7 +8,8 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from solar_mlops.evaluation import MODEL, comparison
-from solar_mlops.gate import DEFAULT_MARGIN, GateDecision, decide
+from solar_mlops.gate import DEFAULT_MARGIN, Coverage, GateDecision, decide
+from solar_mlops.predictor import PowerModel
 from solar_mlops.registry import CHAMPION, Registry
 from solar_mlops.training import (
     Prepared,
@@ -80,6 +81,22 @@ def evaluate_version(
     return comparison(predictions, prepared.site.capacity_w)
 
 
+def holdout_coverage(
+    model: PowerModel, prepared: Prepared, config: TrainingConfig
+) -> Coverage | None:
+    """How often the holdout's measured power fell between the model's outermost
+    quantiles; None for a model without quantiles."""
+    if model.intervals is None:
+        return None
+    rows = prepared.rows(config.test)
+    features = prepared.features[rows]
+    quantiles = model.quantiles(features, model.predict(features))
+    measured = prepared.target[rows].to_numpy()
+    inside = (measured >= quantiles[:, 0]) & (measured <= quantiles[:, -1])
+    levels = model.intervals.levels
+    return Coverage(observed=float(inside.mean()), nominal=levels[-1] - levels[0])
+
+
 def run_gate(
     registry: Registry,
     version: str,
@@ -96,20 +113,23 @@ def run_gate(
     rows = prepared.rows(config.test)
     pvwatts = fit_pvwatts(prepared, config.train)
 
-    def holdout_nrmse(candidate: str) -> float:
-        model = registry.load(candidate).model
+    def holdout_nrmse(model: PowerModel) -> float:
         predictions = holdout_predictions(prepared, config.test, model, pvwatts)
         return float(comparison(predictions, prepared.site.capacity_w).loc[MODEL, "nrmse"])
 
     progress(f"gate: scoring v{version} and champion v{champion} on {config.test}")
+    challenger = registry.load(version).model
     decision = decide(
         challenger_version=version,
-        challenger_nrmse=holdout_nrmse(version),
+        challenger_nrmse=holdout_nrmse(challenger),
         champion_version=champion,
-        champion_nrmse=holdout_nrmse(champion) if champion is not None else None,
+        champion_nrmse=(
+            holdout_nrmse(registry.load(champion).model) if champion is not None else None
+        ),
         margin=margin,
         holdout_window=str(config.test),
         holdout_rows=int(rows.sum()),
+        coverage=holdout_coverage(challenger, prepared, config),
     )
     registry.record_gate(decision)
     if decision.promote:

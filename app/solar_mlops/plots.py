@@ -33,6 +33,21 @@ def error_by(table: pd.DataFrame, key: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def reliability(table: pd.DataFrame, path: Path) -> Path:
+    """Reliability diagram: for each quantile level, the share of measured values at or
+    below each method's quantile (``probabilistic.reliability`` output)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, label="calibrated")
+    for method in table.columns:
+        ax.plot(table.index, table[method], marker="o", markersize=3, label=method)
+    ax.set(
+        xlabel="quantile level", ylabel="observed share at or below the quantile",
+        title="Reliability, 2013 holdout", xlim=(0, 1), ylim=(0, 1),
+    )  # fmt: skip
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -17,20 +17,26 @@ import pandas as pd
 from mlflow.models import Model
 
 from solar_mlops import features
+from solar_mlops.intervals import Intervals
 from solar_mlops.site import Site
 
 # Output may exceed capacity briefly (cloud enhancement), never by this much.
 MAX_OUTPUT_RATIO = 1.2
 BOOSTER_FILE = "model.lgb"  # what mlflow.lightgbm writes inside the model folder
+# The spread boosters, saved as the flavour's extra files (mlflow.lightgbm's layout).
+SPREAD_FILES = ("spread_lower.lgb", "spread_upper.lgb")
+EXTRA_FILES_DIR = "extra_files"
 _ELEVATION = features.FEATURE_NAMES.index("solar_elevation")
 
 
 @dataclass
 class PowerModel:
-    """A booster plus the site facts needed to turn its output into watts."""
+    """A booster plus the site facts needed to turn its output into watts, and the
+    quantile model around it (None for versions trained before quantiles existed)."""
 
     booster: lgb.Booster
     site: Site
+    intervals: Intervals | None = None
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """AC power in watts for each row of a features frame."""
@@ -42,6 +48,26 @@ class PowerModel:
         raw = self.booster.predict(values, num_threads=1)
         power = np.clip(raw, 0.0, MAX_OUTPUT_RATIO * self.site.capacity_w)
         return np.where(values[:, _ELEVATION] > 0, power, 0.0)
+
+    def quantiles(self, frame: pd.DataFrame, power: np.ndarray) -> np.ndarray:
+        """``quantiles_array`` for a features frame, from a model that has quantiles."""
+        values = frame[list(features.FEATURE_NAMES)].to_numpy(dtype="float64")
+        found = self.quantiles_array(values, power)
+        if found is None:
+            raise ValueError("this model version has no quantiles: it predates them")
+        return found
+
+    def quantiles_array(self, values: np.ndarray, power: np.ndarray) -> np.ndarray | None:
+        """An (n, levels) array of quantiles in watts around ``power`` (what
+        ``predict_array`` returned for ``values``), held to the same bounds; None when
+        the model has no quantiles."""
+        if self.intervals is None:
+            return None
+        bounded = self.intervals.quantiles(
+            values, power, 0.0, MAX_OUTPUT_RATIO * self.site.capacity_w
+        )
+        bounded[values[:, _ELEVATION] <= 0] = 0.0
+        return bounded
 
 
 @dataclass(frozen=True)
@@ -79,4 +105,21 @@ def load_model_dir(path: Path, name: str, version: str, run_id: str) -> LoadedMo
     features.check_schema(str(metadata.get("feature_schema_hash")), f"{name} v{version}")
     booster = lgb.Booster(model_file=str(path / BOOSTER_FILE))
     site = Site(**metadata["site"])
-    return LoadedModel(PowerModel(booster, site), name, version, run_id, metadata)
+    model = PowerModel(booster, site, _load_intervals(path, metadata))
+    return LoadedModel(model, name, version, run_id, metadata)
+
+
+def _load_intervals(path: Path, metadata: dict[str, object]) -> Intervals | None:
+    calibration = metadata.get("intervals")
+    if not isinstance(calibration, dict):
+        return None
+    lower, upper = (
+        lgb.Booster(model_file=str(path / EXTRA_FILES_DIR / file)) for file in SPREAD_FILES
+    )
+    return Intervals(
+        lower=lower,
+        upper=upper,
+        levels=tuple(calibration["levels"]),
+        offsets=tuple(calibration["offsets"]),
+        min_spread_w=float(calibration["min_spread_w"]),
+    )

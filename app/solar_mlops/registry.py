@@ -20,7 +20,7 @@ from solar_mlops import features, plots
 from solar_mlops.data import TimeWindow
 from solar_mlops.errors import RegistryError
 from solar_mlops.gate import GateDecision
-from solar_mlops.predictor import LoadedModel, download_version, load_model_dir
+from solar_mlops.predictor import SPREAD_FILES, LoadedModel, download_version, load_model_dir
 from solar_mlops.provenance import git_commit
 from solar_mlops.training import TrainingConfig, TrainingResult
 
@@ -64,12 +64,23 @@ class Registry:
                 mlflow.log_dict({"trials": result.tuning.trials}, "tuning/trials.json")
             self._log_evaluation(result, Path(scratch))
             sample = result.predictions.index[:5]
+            intervals = result.model.intervals
+            extra_files, calibration = [], {}
+            if intervals is not None:
+                for booster, file in zip(
+                    (intervals.lower, intervals.upper), SPREAD_FILES, strict=True
+                ):
+                    booster.save_model(str(Path(scratch) / file))
+                    extra_files.append(str(Path(scratch) / file))
+                calibration = {"intervals": intervals.metadata()}
             info = mlflow.lightgbm.log_model(
                 result.model.booster,
                 name="model",
                 registered_model_name=self.name,
                 # Stating the requirement skips MLflow's slow environment inference.
                 pip_requirements=[f"lightgbm=={lgb.__version__}"],
+                # The spread boosters of the quantiles, beside the point booster.
+                extra_files=extra_files or None,
                 signature=infer_signature(
                     result.features.loc[sample], result.predictions.loc[sample, "model"]
                 ),
@@ -80,6 +91,7 @@ class Registry:
                     "git_commit": commit,
                     "train_window": str(config.train),
                     "test_window": str(config.test),
+                    **calibration,
                 },
             )
         version = str(info.registered_model_version)
@@ -94,6 +106,7 @@ class Registry:
             "metrics.bias": f"{holdout.loc['model', 'bias']:.5f}",
             "skill.pvwatts": f"{holdout.loc['model', 'skill_vs_pvwatts']:.4f}",
             "skill.persistence_24h": f"{holdout.loc['model', 'skill_vs_persistence_24h']:.4f}",
+            **_quantile_tags(result),
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
@@ -198,8 +211,13 @@ class Registry:
         return load_model_dir(local, self.name, version, meta.run_id or "")
 
     def _log_evaluation(self, result: TrainingResult, scratch: Path) -> None:
+        quantiles = result.quantiles
         tables = {"holdout": result.holdout, "by_season": result.by_season,
-                  "by_hour": result.by_hour, "by_month": result.by_month}  # fmt: skip
+                  "by_hour": result.by_hour, "by_month": result.by_month,
+                  "probabilistic": quantiles.table,
+                  "probabilistic_by_season": quantiles.by_season,
+                  "probabilistic_by_hour": quantiles.by_hour,
+                  "reliability": quantiles.reliability}  # fmt: skip
         if result.backtest is not None:
             tables[BACKTEST_TABLE] = result.backtest
         for name, table in tables.items():
@@ -211,14 +229,32 @@ class Registry:
             plots.predicted_vs_measured(result.predictions, scratch / "predicted_vs_measured.png"),
             plots.error_by(result.by_hour, "hour", scratch / "error_by_hour.png"),
             plots.error_by(result.by_month, "month", scratch / "error_by_month.png"),
+            plots.reliability(quantiles.reliability, scratch / "reliability.png"),
         ]
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
 
 
 def _holdout_metrics(result: TrainingResult) -> dict[str, float]:
-    metrics = {}
-    for method, row in result.holdout.iterrows():
-        for column, value in row.items():
-            metrics[f"holdout_{method}_{column}"] = float(value)
+    metrics = {"holdout_model_pinball": result.quantiles.pinball}
+    for table in (result.holdout, result.quantiles.table):
+        for method, row in table.iterrows():
+            for column, value in row.items():
+                metrics[f"holdout_{method}_{column}"] = float(value)
     return metrics
+
+
+def _quantile_tags(result: TrainingResult) -> dict[str, str]:
+    """What a version promises about its quantiles: levels, the P10-P90 interval's
+    coverage and width, pinball loss and CRPS, and CRPS skill."""
+    table = result.quantiles.table
+    levels = result.model.intervals.levels if result.model.intervals else ()
+    return {
+        "quantiles": ",".join(f"{level:g}" for level in levels),
+        "metrics.coverage_p10_p90": f"{table.loc['model', 'coverage']:.4f}",
+        "metrics.interval_width": f"{table.loc['model', 'width']:.5f}",
+        "metrics.pinball": f"{result.quantiles.pinball:.5f}",
+        "metrics.crps": f"{table.loc['model', 'crps']:.5f}",
+        "skill.crps_ch_peen": f"{table.loc['model', 'crps_skill_vs_ch_peen']:.4f}",
+        "skill.crps_climatology": f"{table.loc['model', 'crps_skill_vs_climatology']:.4f}",
+    }

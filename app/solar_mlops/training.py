@@ -10,11 +10,14 @@ import pandas as pd
 
 from solar_mlops import model as lgbm
 from solar_mlops.baselines import PVWattsBaseline, smart_persistence
+from solar_mlops.calibration import CALIBRATION_FOLDS, Calibration, calibrate, spread_boosters
 from solar_mlops.data import TARGET, TimeWindow, load_dataset
 from solar_mlops.errors import DataValidationError
 from solar_mlops.evaluation import MEASURED, MODEL, PERSISTENCE, PVWATTS, breakdown, comparison
 from solar_mlops.features import FeatureBuilder
+from solar_mlops.intervals import DEFAULT_LEVELS, MIN_SPREAD_RATIO, Intervals, check_levels
 from solar_mlops.predictor import PowerModel
+from solar_mlops.probabilistic import QuantileEvaluation, evaluate
 from solar_mlops.quality import QualityReport, assess
 from solar_mlops.site import Site
 
@@ -30,6 +33,12 @@ class TrainingConfig:
     test: TimeWindow = field(default_factory=lambda: TimeWindow("2013-01-01", "2013-12-31"))
     tune: bool = True
     backtest: bool = True
+    # The quantile levels the model serves, and the folds that calibrate them.
+    quantiles: tuple[float, ...] = DEFAULT_LEVELS
+    calibration_folds: int = CALIBRATION_FOLDS
+
+    def __post_init__(self) -> None:
+        check_levels(self.quantiles)
 
     def as_params(self) -> dict[str, str]:
         return {
@@ -37,6 +46,8 @@ class TrainingConfig:
             "test_window": str(self.test),
             "tuned": str(self.tune),
             "backtest": str(self.backtest),
+            "quantiles": ",".join(f"{level:g}" for level in self.quantiles),
+            "calibration_folds": str(self.calibration_folds),
         }
 
 
@@ -72,6 +83,8 @@ class TrainingResult:
     by_month: pd.DataFrame
     backtest: pd.DataFrame | None
     quality: dict[str, int]
+    calibration: Calibration
+    quantiles: QuantileEvaluation
 
 
 def prepare(site: Site | None = None, frame: pd.DataFrame | None = None) -> Prepared:
@@ -137,11 +150,25 @@ def train(
             params=dict(DEFAULT_PARAMS), rounds=DEFAULT_ROUNDS, cv_nrmse=float("nan")
         )
     progress(f"fitting on {config.train} ({len(x_train)} rows, {tuning.rounds} rounds)")
-    model = PowerModel(lgbm.fit(x_train, y_train, tuning.params, tuning.rounds), site)
+    booster = lgbm.fit(x_train, y_train, tuning.params, tuning.rounds)
+    progress(f"calibrating quantiles {config.quantiles} on {config.calibration_folds} folds")
+    calibration = calibrate(
+        x_train, y_train, tuning.params, tuning.rounds, site, folds=config.calibration_folds
+    )
+    lower, upper = spread_boosters(x_train, y_train, tuning.params, tuning.rounds)
+    intervals = Intervals(
+        lower, upper, config.quantiles, calibration.offsets(config.quantiles),
+        MIN_SPREAD_RATIO * site.capacity_w,
+    )  # fmt: skip
+    model = PowerModel(booster, site, intervals)
     pvwatts = fit_pvwatts(prepared, config.train)
 
     progress(f"scoring on {config.test}")
     predictions = holdout_predictions(prepared, config.test, model, pvwatts)
+    holdout_features = prepared.features.loc[predictions.index]
+    quantiles = evaluate(
+        model, calibration, x_train, y_train, holdout_features, predictions[MEASURED]
+    )
     backtest_table = None
     if config.backtest:
         backtest_table = rolling_backtest(prepared, config, tuning, progress)
@@ -149,7 +176,7 @@ def train(
         model=model,
         tuning=tuning,
         pvwatts=pvwatts,
-        features=prepared.features.loc[predictions.index],
+        features=holdout_features,
         predictions=predictions,
         holdout=comparison(predictions, site.capacity_w),
         by_season=breakdown(predictions, site.capacity_w, "season"),
@@ -157,6 +184,8 @@ def train(
         by_month=breakdown(predictions, site.capacity_w, "month"),
         backtest=backtest_table,
         quality=prepared.quality.counts(),
+        calibration=calibration,
+        quantiles=quantiles,
     )
 
 

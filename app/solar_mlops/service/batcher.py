@@ -23,12 +23,15 @@ class Series:
     epoch_s: np.ndarray
     ghi: np.ndarray
     temp_air: np.ndarray
+    quantiles: bool = True
 
 
 @dataclass(frozen=True)
 class Forecast:
     features: np.ndarray
     power_w: np.ndarray
+    # (rows, levels) in watts; None when not asked for or the model has none.
+    quantiles_w: np.ndarray | None = None
 
 
 class PredictionBatcher:
@@ -65,7 +68,8 @@ class PredictionBatcher:
                 future.set_result(forecast)
 
     def run(self, batch: list[Series]) -> list[Forecast]:
-        """Physics for every row at once, context per series, one booster call."""
+        """Physics for every row at once, context per series, one call per booster
+        (the spread boosters only when a series asks for quantiles)."""
         features = self._features.physics(
             np.concatenate([s.epoch_s for s in batch]),
             np.concatenate([s.ghi for s in batch]),
@@ -75,7 +79,13 @@ class PredictionBatcher:
         for series, start, end in zip(batch, bounds[:-1], bounds[1:], strict=True):
             add_context(features[start:end], series.epoch_s)
         power = self._model.predict_array(features)
+        wanted = any(series.quantiles for series in batch)
+        quantiles = self._model.quantiles_array(features, power) if wanted else None
         return [
-            Forecast(features[start:end], power[start:end])
-            for start, end in itertools.pairwise(bounds)
+            Forecast(
+                features[start:end],
+                power[start:end],
+                quantiles[start:end] if quantiles is not None and series.quantiles else None,
+            )
+            for series, (start, end) in zip(batch, itertools.pairwise(bounds), strict=True)
         ]

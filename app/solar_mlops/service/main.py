@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 
 from solar_mlops.features import FEATURE_NAMES
+from solar_mlops.intervals import Intervals
 from solar_mlops.prediction_store import connect, upsert_actuals
 from solar_mlops.service import metrics
 from solar_mlops.service.api_docs import add_api_docs
@@ -133,6 +134,9 @@ async def predict(
     body: PredictRequest,
     request: Request,
     include_features: Annotated[bool, Query(description="return derived features")] = False,
+    quantiles: Annotated[
+        bool, Query(description="return the forecast quantiles (P10, P50, P90)")
+    ] = True,
 ) -> Response:
     """Forecast AC power for a batch of timestamps with weather."""
     # From the app's state: the route's fast path solves no dependencies.
@@ -150,9 +154,11 @@ async def predict(
         epoch_s=body.epoch_s,
         ghi=np.fromiter((r.ghi for r in rows), np.float64, len(rows)),
         temp_air=np.fromiter((r.temp_air for r in rows), np.float64, len(rows)),
+        quantiles=quantiles,
     )
     forecast = await state.batcher.predict(series)
     values, power = forecast.features, forecast.power_w
+    bands = _quantile_dicts(loaded.model.intervals, forecast.quantiles_w, len(rows))
 
     request_id = request.state.request_id
     served_at = datetime.now(UTC)
@@ -186,6 +192,7 @@ async def predict(
                 {
                     "time": r.time,
                     "ac_power_w": w,
+                    "quantiles": bands[i],
                     "features": _as_dict(values[i]) if include_features else None,
                 }
                 for i, (r, w) in enumerate(zip(rows, watts, strict=True))
@@ -274,6 +281,7 @@ async def version(served: Served, settings: Settings) -> VersionInfo:
         feature_schema_hash=str(loaded.metadata.get("feature_schema_hash", "")),
         model_git_commit=str(loaded.metadata.get("git_commit", "")),
         service_git_commit=settings.git_commit,
+        quantiles=list(loaded.model.intervals.levels) if loaded.model.intervals else [],
         source=served.source,
         colour=settings.colour,
     )
@@ -283,6 +291,15 @@ async def version(served: Served, settings: Settings) -> VersionInfo:
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+def _quantile_dicts(
+    intervals: Intervals | None, quantiles_w: np.ndarray | None, rows: int
+) -> list[dict[str, float] | None]:
+    if intervals is None or quantiles_w is None:
+        return [None] * rows
+    names = intervals.names
+    return [dict(zip(names, row, strict=True)) for row in quantiles_w.tolist()]
 
 
 def _as_dict(row: np.ndarray) -> dict[str, float | None]:

@@ -79,6 +79,13 @@ class PredictRequest(BaseModel):
 class Prediction(BaseModel):
     time: datetime
     ac_power_w: float = Field(description="mean AC power over the half hour centred on time")
+    quantiles: dict[str, float] | None = Field(
+        None,
+        description="forecast quantiles of the same quantity in W, keyed by level (p10, "
+        "p50, p90 unless the model was trained with other levels: see /version); they "
+        "never cross. null when quantiles=false or the model version has none",
+        examples=[{"p10": 1890.5, "p50": 2210.0, "p90": 2398.7}],
+    )
     features: dict[str, float | None] | None = Field(
         None, description="the derived features, when include_features=true"
     )
@@ -153,6 +160,10 @@ class VersionInfo(BaseModel):
     feature_schema_hash: str
     model_git_commit: str
     service_git_commit: str
+    quantiles: list[float] = Field(
+        description="the quantile levels /predict returns; empty for a model version "
+        "trained without them"
+    )
     source: Literal["registry", "cache"] = Field(
         description="'cache' when MLflow was unreachable at start-up and the last-known-good "
         "local copy is served"
