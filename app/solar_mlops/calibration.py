@@ -24,7 +24,7 @@ import pandas as pd
 from solar_mlops import model as lgbm
 from solar_mlops.errors import DataValidationError
 from solar_mlops.features import CONTEXT_NAMES, FEATURE_NAMES
-from solar_mlops.intervals import MIN_SPREAD_RATIO, SPREAD_LEVELS, Intervals, check_levels
+from solar_mlops.intervals import MIN_SPREAD_RATIO, SPREAD_LEVELS, check_levels, spread
 from solar_mlops.predictor import PowerModel
 from solar_mlops.site import Site
 
@@ -91,14 +91,15 @@ def calibrate(
         x, y = features[before], target[before]
         model = PowerModel(lgbm.fit(x, y, params, rounds), site)
         lower, upper = spread_boosters(x, y, params, rounds)
-        scorer = Intervals(lower, upper, (0.5,), (0.0,), MIN_SPREAD_RATIO * site.capacity_w)
+        min_spread_w = MIN_SPREAD_RATIO * site.capacity_w
         rows = features.iloc[fold][list(FEATURE_NAMES)]
         isolated = rows.copy()
         isolated[list(CONTEXT_NAMES)] = np.nan
         measured = target.iloc[fold].to_numpy()
         for variant in (rows, isolated):
             values = variant.to_numpy(dtype="float64")
-            scores.append((measured - model.predict_array(values)) / scorer.spread(values))
+            residuals = measured - model.predict_array(values)
+            scores.append(residuals / spread(lower, upper, values, min_spread_w))
     if not scores:
         raise DataValidationError(
             f"no calibration fold had {MIN_FOLD_TRAIN_ROWS} usable rows before it: the "

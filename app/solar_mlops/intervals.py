@@ -35,6 +35,15 @@ def level_name(level: float) -> str:
     return f"p{percent:g}".replace(".", "_")
 
 
+def spread(
+    lower: lgb.Booster, upper: lgb.Booster, values: np.ndarray, min_spread_w: float
+) -> np.ndarray:
+    """Each row's spread in watts: the upper minus the lower booster, at least the floor."""
+    low = np.asarray(lower.predict(values, num_threads=1))
+    high = np.asarray(upper.predict(values, num_threads=1))
+    return np.maximum(high - low, min_spread_w)
+
+
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
     """Levels strictly inside (0, 1), strictly increasing, each named uniquely."""
     checked = tuple(float(level) for level in levels)
@@ -71,10 +80,8 @@ class Intervals:
         return tuple(level_name(level) for level in self.levels)
 
     def spread(self, values: np.ndarray) -> np.ndarray:
-        """Each row's spread in watts: upper minus lower booster, at least the floor."""
-        lower = np.asarray(self.lower.predict(values, num_threads=1))
-        upper = np.asarray(self.upper.predict(values, num_threads=1))
-        return np.maximum(upper - lower, self.min_spread_w)
+        """Each row's spread in watts (``spread`` with this model's boosters)."""
+        return spread(self.lower, self.upper, values, self.min_spread_w)
 
     def quantiles(
         self, values: np.ndarray, point: np.ndarray, low: float, high: float

@@ -10,6 +10,7 @@ from mlflow.entities.model_registry import ModelVersion
 from solar_mlops.evaluation import MODEL, comparison
 from solar_mlops.gate import DEFAULT_MARGIN, Coverage, GateDecision, decide
 from solar_mlops.predictor import PowerModel
+from solar_mlops.probabilistic import coverage
 from solar_mlops.registry import CHAMPION, Registry
 from solar_mlops.training import (
     Prepared,
@@ -92,9 +93,11 @@ def holdout_coverage(
     features = prepared.features[rows]
     quantiles = model.quantiles(features, model.predict(features))
     measured = prepared.target[rows].to_numpy()
-    inside = (measured >= quantiles[:, 0]) & (measured <= quantiles[:, -1])
     levels = model.intervals.levels
-    return Coverage(observed=float(inside.mean()), nominal=levels[-1] - levels[0])
+    return Coverage(
+        observed=coverage(measured, quantiles[:, 0], quantiles[:, -1]),
+        nominal=levels[-1] - levels[0],
+    )
 
 
 def run_gate(

@@ -121,6 +121,11 @@ def central_interval(
     return quantiles[:, low], quantiles[:, high]
 
 
+def coverage(measured: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """The share of measured values within [``low``, ``high``]."""
+    return float(np.mean((measured >= low) & (measured <= high)))
+
+
 def scores(
     measured: np.ndarray,
     forecasts: dict[str, np.ndarray],
@@ -134,7 +139,7 @@ def scores(
         low, high = central_interval(quantiles, levels)
         table[method] = {
             "crps": float(crps(measured, quantiles, levels).mean() / capacity_w),
-            "coverage": float(np.mean((measured >= low) & (measured <= high))),
+            "coverage": coverage(measured, low, high),
             "width": float(np.mean(high - low) / capacity_w),
         }
     frame = pd.DataFrame(table).T
@@ -198,13 +203,14 @@ def evaluate(
     train_target: pd.Series,
     features: pd.DataFrame,
     measured: pd.Series,
+    point: np.ndarray,
 ) -> QuantileEvaluation:
-    """Score ``model``'s quantiles on the holdout rows (``features``, ``measured``)
-    against both references, built from the training rows only."""
+    """Score ``model``'s quantiles around its ``point`` forecasts on the holdout rows
+    (``features``, ``measured``) against both references, built from the training rows
+    only."""
     if model.intervals is None:
         raise ValueError("the model has no quantiles to evaluate")
     capacity_w = model.site.capacity_w
-    point = model.predict(features)
     graded = replace(
         model, intervals=replace(
             model.intervals, levels=EVAL_LEVELS, offsets=calibration.offsets(EVAL_LEVELS)

@@ -167,8 +167,9 @@ def train(
     predictions = holdout_predictions(prepared, config.test, model, pvwatts)
     holdout_features = prepared.features.loc[predictions.index]
     quantiles = evaluate(
-        model, calibration, x_train, y_train, holdout_features, predictions[MEASURED]
-    )
+        model, calibration, x_train, y_train, holdout_features, predictions[MEASURED],
+        predictions[MODEL].to_numpy(),
+    )  # fmt: skip
     backtest_table = None
     if config.backtest:
         backtest_table = rolling_backtest(prepared, config, tuning, progress)
