@@ -29,8 +29,10 @@ def read_window(engine: Engine, start: datetime, end: datetime) -> pd.DataFrame:
 
 
 @task(timeout_seconds=600, cache_policy=NO_CACHE)
-def judge(registry: Registry, version: str, recent: pd.DataFrame) -> drift.DriftResult:
-    return monitoring.judge(registry, version, recent, progress=get_run_logger().info)
+def judge(
+    registry: Registry, version: str, recent: pd.DataFrame, before: pd.DataFrame
+) -> drift.DriftResult:
+    return monitoring.judge(registry, version, recent, get_run_logger().info, before)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -67,6 +69,8 @@ Champion v{version} (traffic served by v{", v".join(versions)}).
 
 **Reason:** {reason}
 
+**Likely cause:** {result.diagnosis.cause}: {result.diagnosis.evidence}
+
 | ratio | score | threshold | |
 | --- | --- | --- | --- |
 {rows}
@@ -98,11 +102,14 @@ def monitor_drift(
             return {"drift": False, "reason": "no predictions yet", "event": None}
         end = latest + timedelta(seconds=1)  # the window's end is exclusive
     start = end - timedelta(days=days)
-    recent: pd.DataFrame = read_window(engine, start, end)
+    # The days before the window too: they show whether a loss came at once or slowly.
+    shaped = timedelta(days=max(days, drift.DriftConfig().shape_days))
+    rows: pd.DataFrame = read_window(engine, end - shaped, end)
+    recent, before = rows[rows.index >= start], rows[rows.index < start]
     if recent.empty:
         raise drift.DriftInputError(f"the prediction store has no predictions in [{start}, {end})")
     version = champion(registry)
-    result = judge(registry, version, recent)
+    result = judge(registry, version, recent, before)
     logger.info("window %s .. %s: %s", result.window_start, result.window_end, result.reason)
     event, reason = None, result.reason
     if result.drift:
@@ -140,4 +147,10 @@ def event_payload(result: drift.DriftResult) -> dict[str, object]:
         # JSON has no NaN; None says "not enough data".
         "nrmse": result.nrmse if math.isfinite(result.nrmse) else None,
         "peak_ratio": result.peak_ratio if math.isfinite(result.peak_ratio) else None,
+        "time_offset_min": (
+            result.time_offset_min if math.isfinite(result.time_offset_min) else None
+        ),
+        "cause": str(result.diagnosis.cause),
+        "evidence": result.diagnosis.evidence,
+        "data_fault": result.diagnosis.data_fault,
     }

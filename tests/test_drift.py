@@ -7,12 +7,14 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from servers import pushgateway
 
 from solar_mlops import drift, drift_metrics
 from solar_mlops.data import TimeWindow
+from solar_mlops.diagnosis import Cause, loss_shape
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.ops.replay import Fault, traffic
 from solar_mlops.predictor import PowerModel
@@ -65,6 +67,8 @@ def test_a_normal_week_raises_no_alarm(prepared, model, builder, reference) -> N
         assert result.clipped_rows < config.min_clipped_rows
         assert "no data drift" in result.reason and "no performance drift" in result.reason
         assert "<html" in result.report_html.lower()
+        assert result.time_offset_min == 0
+        assert result.diagnosis.cause == Cause.NONE
 
 
 def test_an_irradiance_sensor_reading_20_percent_low_is_data_drift(
@@ -75,6 +79,7 @@ def test_an_irradiance_sensor_reading_20_percent_low_is_data_drift(
     assert result.data_drift, result.reason
     assert "measured_to_physical" in result.drifted
     assert "data drift in measured_to_physical" in result.reason
+    assert result.diagnosis.cause == Cause.IRRADIANCE_SENSOR and result.diagnosis.data_fault
 
 
 def test_a_low_irradiance_reading_shows_as_the_plant_beating_its_forecast(
@@ -87,6 +92,8 @@ def test_a_low_irradiance_reading_shows_as_the_plant_beating_its_forecast(
     assert result.performance_drift, result.reason
     assert result.surplus_ratio > drift.DriftConfig().max_surplus_ratio
     assert "the irradiance reading is likely too low" in result.reason
+    assert result.diagnosis.cause == Cause.IRRADIANCE_SENSOR
+    assert "the irradiance reading is likely too low" in result.diagnosis.evidence
 
 
 def test_an_inverter_capped_at_70_percent_is_performance_drift(
@@ -97,6 +104,7 @@ def test_an_inverter_capped_at_70_percent_is_performance_drift(
     assert result.performance_drift, result.reason
     assert result.peak_ratio < drift.DriftConfig().min_peak_ratio
     assert "performance drift: the plant delivers" in result.reason
+    assert result.diagnosis.cause == Cause.CLIPPING and not result.diagnosis.data_fault
 
 
 def test_a_cap_that_clips_a_summer_week_is_seen_at_its_ceiling(
@@ -111,6 +119,7 @@ def test_a_cap_that_clips_a_summer_week_is_seen_at_its_ceiling(
     assert result.performance_drift, result.reason
     assert result.clipped_rows >= config.min_clipped_rows
     assert "measured power sits at a ceiling of 2205 W" in result.reason
+    assert result.diagnosis.cause == Cause.CLIPPING
 
 
 def test_a_plant_that_is_down_is_not_called_an_inverter_limit(
@@ -125,6 +134,53 @@ def test_a_plant_that_is_down_is_not_called_an_inverter_limit(
     assert result.peak_ratio < 0.1
     assert result.clipped_rows == 0
     assert "inverter limit" not in result.reason
+    assert result.diagnosis.cause == Cause.PLANT_LOSS_STEP
+
+
+@pytest.mark.parametrize(("hours", "late"), [(1.0, "later"), (-1.0, "earlier")])
+def test_a_weather_clock_off_by_an_hour_is_named_with_its_offset(
+    prepared, model, builder, reference, hours: float, late: str
+) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN, Fault("time-shift", hours))
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.data_drift, result.reason
+    # The half-hour grid's best match lies within a step of the true hour.
+    assert abs(result.time_offset_min - 60 * hours) <= 30
+    assert result.diagnosis.cause == Cause.TIME_MISALIGNMENT and result.diagnosis.data_fault
+    assert "physics from weather stamped" in result.diagnosis.evidence
+    assert f"min {late}" in result.reason
+
+
+def test_a_string_outage_is_a_step_loss_of_the_plant(prepared, model, builder, reference) -> None:
+    rows = store_rows(prepared, model, builder, AUTUMN, Fault("string-outage", 0.75))
+    result = drift.monitor(rows, reference, PROMISED)
+    assert result.performance_drift, result.reason
+    assert 0.7 < result.peak_ratio < 0.8
+    assert result.diagnosis.cause == Cause.PLANT_LOSS_STEP and not result.diagnosis.data_fault
+    assert "daily delivered share" in result.diagnosis.evidence
+
+
+# Four weeks of a plant's delivered share, day by day: a few percent of weather noise
+# (the forecast misses some days) around what the plant really does.
+NOISE = np.tile([0.01, -0.02, 0.0, 0.02, -0.01, 0.015, -0.015], 4)
+CLOUDY_MISS = np.where(np.arange(28) == 9, -0.9, 0.0)  # a day the forecast got wrong
+
+
+@pytest.mark.parametrize(
+    ("share", "shape"),
+    [
+        (1 - 0.003 * np.arange(28), "gradual"),  # soiling: 0.3 % more each day
+        (np.where(np.arange(28) < 21, 1.0, 0.75), "step"),  # strings lost in the last week
+        (np.full(28, 0.75), "step"),  # lost before these weeks: nothing fell in them
+        (1 - 0.003 * np.arange(14), "step"),  # two weeks cannot tell a trend from a step
+    ],
+)
+def test_a_loss_is_gradual_only_when_the_share_fell_week_after_week(
+    share: np.ndarray, shape: str
+) -> None:
+    days = pd.date_range("2013-10-01", periods=len(share)).date
+    noisy = share + NOISE[: len(share)] + CLOUDY_MISS[: len(share)]
+    assert loss_shape(pd.Series(noisy, index=days)) == shape
 
 
 def test_night_only_is_not_enough_data_not_an_alarm(prepared, model, builder, reference) -> None:
@@ -177,6 +233,8 @@ def test_figures_reach_a_real_pushgateway(
     assert f"solar_drift_data_drift{{{labels}}} 1" in lines
     assert f"solar_drift_performance_drift{{{labels}}} 1" in lines
     assert f"solar_drift_clipped_rows{{{labels}}} 0" in lines
+    assert f"solar_drift_data_fault{{{labels}}} 1" in lines
+    assert f'solar_drift_cause{{cause="irradiance-sensor",{labels}}} 1' in lines
     surplus = next(line for line in lines if line.startswith("solar_drift_surplus_ratio{"))
     assert abs(float(surplus.split()[-1]) - result.surplus_ratio) < 1e-9
     score = result.scores["measured_to_physical"]

@@ -257,6 +257,8 @@ def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
 
     # The drift event starts retrain through the server's automation (prefect.yaml).
     drifted = event(platform.api, DRIFT_EVENT, loud["event"])
+    assert drifted["payload"]["cause"] == "irradiance-sensor", drifted["payload"]
+    assert drifted["payload"]["data_fault"] is True
     retrain = finished_run(
         platform.api, "retrain/retrain", "window_start", drifted["payload"]["window_start"]
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from solar_mlops import prediction_store
 from solar_mlops.cli import app
-from solar_mlops.data import TimeWindow
+from solar_mlops.data import TimeWindow, load_dataset
 from solar_mlops.ops.demo import DemoError, Load
 from solar_mlops.ops.replay import (
     Fault,
@@ -29,6 +30,7 @@ from solar_mlops.ops.replay import (
     load_traffic,
     parse_fault,
     service_message,
+    traffic,
 )
 from solar_mlops.pipeline import TrainOutcome
 from solar_mlops.site import Site
@@ -61,9 +63,13 @@ def test_fault_specs_parse_with_and_without_a_start() -> None:
         ("irradiance-low", "needs a numeric FACTOR"),
         ("irradiance-low:", "needs a numeric FACTOR"),
         ("inverter-cap:seventy", "needs a numeric FACTOR"),
-        ("inverter-cap:1.5", r"FACTOR must lie in \(0, 1\], got '1.5'"),
-        ("irradiance-low:0", r"FACTOR must lie in \(0, 1\]"),
-        ("irradiance-low:nan", r"FACTOR must lie in \(0, 1\]"),
+        ("inverter-cap:1.5", r"FACTOR for inverter-cap must be in \(0, 1\], got '1.5'"),
+        ("irradiance-low:0", r"FACTOR for irradiance-low must be in \(0, 1\]"),
+        ("irradiance-low:nan", r"FACTOR for irradiance-low must be in \(0, 1\]"),
+        ("soiling:0.1", r"FACTOR for soiling must be in \(0, 0.05\] \(a share per day\)"),
+        ("time-shift:0.25", "FACTOR for time-shift must be a non-zero multiple of 0.5"),
+        ("time-shift:0", "FACTOR for time-shift must be a non-zero multiple of 0.5"),
+        ("time-shift:13", r"within \+-12, got '13'"),
         ("irradiance-low:0.8@yesterday-ish", "START 'yesterday-ish' is not a date"),
     ],
 )
@@ -112,6 +118,39 @@ def test_faults_change_the_traffic_from_their_start_and_compose() -> None:
     capped = measured[~before_cap]
     assert capped.max() == limit
     pd.testing.assert_series_equal(capped, clean_measured[~before_cap].clip(upper=limit))
+
+
+def test_plant_and_clock_faults_change_what_they_name_from_their_start() -> None:
+    window = TimeWindow("2013-05-02", "2013-05-04")
+    dataset = load_dataset()
+    frame = dataset[window.mask(pd.DatetimeIndex(dataset.index))]
+    clean = traffic(frame, [])
+    start = at("2013-05-03")
+    before, after = clean.index < start, clean.index >= start
+
+    outage = traffic(frame, [Fault("string-outage", 0.75, start)])
+    pd.testing.assert_series_equal(outage["measured_w"][before], clean["measured_w"][before])
+    pd.testing.assert_series_equal(outage["measured_w"][after], clean["measured_w"][after] * 0.75)
+    pd.testing.assert_frame_equal(outage[["ghi", "temp_air"]], clean[["ghi", "temp_air"]])
+
+    soiled = traffic(frame, [Fault("soiling", 0.01, start)])
+    loss = 1 - soiled["measured_w"][after] / clean["measured_w"][after]
+    days = (loss.index - start) / pd.Timedelta(days=1)
+    np.testing.assert_allclose(loss.dropna(), (0.01 * days)[loss.notna()], atol=1e-12)
+
+    # +1 h: what the sensors measured at 11:00 arrives stamped 12:00.
+    late = traffic(frame, [Fault("time-shift", 1.0, start)])
+    assert late.loc[at("2013-05-03 12:00"), "ghi"] == clean.loc[at("2013-05-03 11:00"), "ghi"]
+    pd.testing.assert_frame_equal(late[before], clean[before])
+    pd.testing.assert_series_equal(late["measured_w"], clean["measured_w"])
+    # Replayed, a shift with no start begins with the window, and the weather of the
+    # window's first steps comes from before it: no step is lost.
+    early = load_traffic(window, [Fault("time-shift", -1.0)])
+    assert early.index.equals(clean.index)
+    assert (
+        early.loc[at("2013-05-02 00:00"), "temp_air"]
+        == (dataset.loc[at("2013-05-02 01:00"), "temp_air"])
+    )
 
 
 @pytest.mark.parametrize(

@@ -163,8 +163,9 @@ def replay_command(
     fault: Annotated[
         list[str] | None,
         typer.Option(
-            help="KIND:FACTOR or KIND:FACTOR@START (site time), repeatable; KIND is "
-            "irradiance-low or inverter-cap, FACTOR in (0, 1]"
+            help="KIND:FACTOR or KIND:FACTOR@START (site time), repeatable; KIND:FACTOR "
+            "is irradiance-low, inverter-cap or string-outage with a share in (0, 1], "
+            "soiling with a daily loss in (0, 0.05], or time-shift with hours (+-0.5 steps)"
         ),
     ] = None,
     api_key_file: Annotated[

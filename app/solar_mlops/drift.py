@@ -13,6 +13,10 @@ arrives). Two questions, each answered only on daytime rows (sun above
   it expects high output (and not far more: a low irradiance reading), and does its
   output sit at a flat ceiling while the model expects more (an inverter limit)?
 
+Once actuals exist, the weather's clock is checked against the meter's too (a shift that
+lines power up with physics better than the stamps do), and ``diagnosis`` names the
+likely cause of any alarm.
+
 Too few rows is "not enough data", never an alarm. The thresholds and why they are
 what they are: docs/drift.md.
 """
@@ -26,6 +30,7 @@ import pandas as pd
 from evidently import Report
 from evidently.metrics import ValueDrift
 
+from solar_mlops.diagnosis import Cause, Diagnosis, diagnose, time_offset
 from solar_mlops.errors import DataValidationError
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.metrics import nrmse
@@ -58,6 +63,11 @@ class DriftConfig:
     min_day_rows: int = 40
     min_actual_rows: int = 40
     min_peak_rows: int = 20
+    # The shape of a loss (a step, or a gradual decline): the plant's delivered share day
+    # by day over this many days up to the window's end (the window's own, and the days
+    # before it when the caller has them); a day needs this many high-forecast rows.
+    shape_days: int = 28
+    min_rows_per_day: int = 3
     # Per-ratio drift thresholds on the normed Wasserstein distance.
     thresholds: dict[str, float] = field(
         default_factory=lambda: {
@@ -86,6 +96,11 @@ class DriftConfig:
     # A ceiling below this share of capacity is a plant that is down (snow, an outage),
     # not an inverter limit: the peak ratio reports it, clipping does not count it.
     min_ceiling_share: float = 0.2
+    # A clock: measured power against the power physics expects from the weather as
+    # stamped, shifted up to this far either way; a shift that raises their correlation
+    # by at least min_offset_gain is a misaligned clock.
+    max_time_offset: pd.Timedelta = field(default_factory=lambda: pd.Timedelta(hours=2))
+    min_offset_gain: float = 0.035
 
 
 @dataclass
@@ -107,6 +122,10 @@ class DriftResult:
     report_html: str = field(repr=False, default="")
     surplus_ratio: float = float("nan")
     clipped_rows: int = 0
+    # Minutes to shift the weather's stamps by to line power up with physics (NaN: not
+    # enough data), and the likely cause of any alarm with its evidence.
+    time_offset_min: float = float("nan")
+    diagnosis: Diagnosis = field(default_factory=lambda: Diagnosis(Cause.NONE, "no check fired"))
 
     @property
     def drift(self) -> bool:
@@ -147,6 +166,7 @@ def monitoring_features(
     return pd.DataFrame(
         {
             "daytime": features["solar_elevation"] >= config.min_elevation_deg,
+            "physical_w": physical_w,
             "clearsky_index": features["clearsky_index"],
             "temp_air": frame["temp_air"],
             "predicted_to_physical": to_physical["predicted_w"],
@@ -174,11 +194,14 @@ def monitor(
     site: Site | None = None,
     config: DriftConfig | None = None,
     builder: FeatureBuilder | None = None,
+    before: pd.DataFrame | None = None,
 ) -> DriftResult:
     """Judge a window of live traffic (``recent``) against the training years
     (``reference``, the store's shape too, e.g. from ``training_reference``).
 
-    ``promised_nrmse`` is the backtest's nRMSE (a fraction of capacity).
+    ``promised_nrmse`` is the backtest's nRMSE (a fraction of capacity). ``before``, the
+    store's rows of the days before the window (optional), only shapes a loss: how the
+    plant's delivered share moved over the last ``config.shape_days`` days.
     """
     config = config or DriftConfig()
     builder = builder or FeatureBuilder(site or Site())
@@ -195,7 +218,13 @@ def monitor(
     past = past[past["daytime"]]
 
     scores, drifted, html, data_note = _data_drift(day, past, config)
+    offset, offset_note = _time_offset(current["physical_w"], recent["measured_w"], config)
     performance = _performance(recent.loc[day.index], site, promised_nrmse, config)
+    shaped = recent if before is None else pd.concat([_days_before(before, recent, config), recent])
+    problems = {**offset_note, **performance.problems}
+    if offset_note:
+        timing = f"data drift in the timing: {offset_note['time_offset']}"
+        data_note = f"{data_note}; {timing}" if drifted else timing
     index = pd.DatetimeIndex(recent.index)
     return DriftResult(
         window_start=index.min(),
@@ -205,15 +234,40 @@ def monitor(
         actual_rows=performance.rows,
         scores=scores,
         drifted=drifted,
-        data_drift=bool(drifted),
+        data_drift=bool(drifted or offset_note),
         nrmse=performance.nrmse,
         peak_ratio=performance.peak_ratio,
-        performance_drift=performance.drift,
+        performance_drift=bool(performance.problems),
         reason=f"{data_note}; {performance.note}",
         report_html=html,
         surplus_ratio=performance.surplus_ratio,
         clipped_rows=performance.clipped_rows,
+        time_offset_min=offset,
+        diagnosis=diagnose(problems, drifted, _daily_ratio(shaped, site, config)),
     )
+
+
+def _time_offset(
+    physical_w: pd.Series, measured_w: pd.Series, config: DriftConfig
+) -> tuple[float, dict[str, str]]:
+    """The weather's clock against the power meter's: minutes, and a problem when a
+    shift lines them up clearly better than the stamps do."""
+    shift, best, stamped = time_offset(
+        physical_w, measured_w, config.max_time_offset, config.min_actual_rows
+    )
+    if pd.isna(shift):
+        return float("nan"), {}
+    minutes = shift / pd.Timedelta(minutes=1)
+    if minutes == 0 or best - stamped < config.min_offset_gain:
+        return minutes, {}
+    late = "later" if minutes > 0 else "earlier"
+    return minutes, {
+        "time_offset": (
+            f"measured power lines up with physics from weather stamped {abs(minutes):.0f} "
+            f"min {late} (correlation {best:.3f} against {stamped:.3f} as stamped, alarm "
+            f"from a gain of {config.min_offset_gain}): a clock is off"
+        )
+    }
 
 
 def _data_drift(
@@ -267,7 +321,7 @@ class _Performance:
     peak_ratio: float
     surplus_ratio: float
     clipped_rows: int
-    drift: bool
+    problems: dict[str, str]
     note: str
 
 
@@ -277,7 +331,7 @@ def _performance(
     known = day[day["measured_w"].notna()]
     if len(known) < config.min_actual_rows:
         return _Performance(
-            len(known), float("nan"), float("nan"), float("nan"), 0, False,
+            len(known), float("nan"), float("nan"), float("nan"), 0, {},
             f"performance: not enough data ({len(known)} daytime rows with actuals, "
             f"{config.min_actual_rows} needed)",
         )  # fmt: skip
@@ -296,31 +350,50 @@ def _performance(
         if ceiling >= config.min_ceiling_share * site.capacity_w
         else 0
     )
-    problems = []
+    problems = {}
     if error > limit:
-        problems.append(f"nRMSE {error:.1%} above {limit:.1%} (promised {promised:.1%})")
+        problems["nrmse"] = f"nRMSE {error:.1%} above {limit:.1%} (promised {promised:.1%})"
     if peak_ratio < config.min_peak_ratio:
-        problems.append(
+        problems["peak"] = (
             f"the plant delivers {peak_ratio:.0%} of the forecast where the model expects "
             f">= {config.peak_share:.0%} of capacity (alarm below {config.min_peak_ratio:.0%})"
         )
     if surplus_ratio > config.max_surplus_ratio:
-        problems.append(
+        problems["surplus"] = (
             f"the plant delivers {surplus_ratio:.0%} of the forecast where the model expects "
             f">= {config.surplus_share:.0%} of capacity (alarm above "
             f"{config.max_surplus_ratio:.0%}): the irradiance reading is likely too low"
         )
     if clipped >= config.min_clipped_rows:
-        problems.append(
+        problems["clipping"] = (
             f"measured power sits at a ceiling of {ceiling:.0f} W on {clipped} rows where the "
             f"model expects more (alarm from {config.min_clipped_rows}): an inverter limit"
         )
     note = (
-        "performance drift: " + "; ".join(problems)
+        "performance drift: " + "; ".join(problems.values())
         if problems
         else f"no performance drift (nRMSE {error:.1%}, limit {limit:.1%})"
     )
-    return _Performance(len(known), error, peak_ratio, surplus_ratio, clipped, bool(problems), note)
+    return _Performance(len(known), error, peak_ratio, surplus_ratio, clipped, problems, note)
+
+
+def _days_before(before: pd.DataFrame, recent: pd.DataFrame, config: DriftConfig) -> pd.DataFrame:
+    """The rows of ``before`` in the ``shape_days`` up to the window's start."""
+    validate(before, "the days before the window")
+    start = pd.DatetimeIndex(recent.index).min()
+    since = start - (pd.Timedelta(days=config.shape_days) - config.window)
+    index = pd.DatetimeIndex(before.index)
+    return before[(index >= since) & (index < start)]
+
+
+def _daily_ratio(rows: pd.DataFrame, site: Site, config: DriftConfig) -> pd.Series:
+    """The plant's share of the forecast day by day (median of measured over forecast
+    where the forecast is high enough to judge), for the shape of a loss."""
+    high = rows[
+        rows["measured_w"].notna() & (rows["predicted_w"] >= config.surplus_share * site.capacity_w)
+    ]
+    by_day = (high["measured_w"] / high["predicted_w"]).groupby(high.index.date)
+    return by_day.median()[by_day.size() >= config.min_rows_per_day]
 
 
 def _delivered_share(known: pd.DataFrame, min_forecast_w: float, config: DriftConfig) -> float:

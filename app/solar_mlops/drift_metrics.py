@@ -56,6 +56,22 @@ def push(result: DriftResult, gateway: str, model_version: str, job: str = JOB) 
         "rows at the window's highest measured power while the forecast is above it",
         result.clipped_rows,
     )
+    gauge(
+        "solar_drift_time_offset_minutes",
+        "minutes the weather's stamps are off from the power meter's (0: aligned)",
+        result.time_offset_min,
+    )
+    gauge(
+        "solar_drift_data_fault",
+        "1 when the likely cause is a data fault (irradiance sensor, clock): not retrained on",
+        result.diagnosis.data_fault,
+    )
+    gauge(
+        "solar_drift_cause",
+        "the likely cause of the window's alarms (value 1; cause none: no alarm)",
+        1,
+        {"cause": str(result.diagnosis.cause)},
+    )
     for kind, rows in (
         ("day", result.day_rows),
         ("night", result.night_rows),

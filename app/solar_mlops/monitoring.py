@@ -44,26 +44,39 @@ def judge(
     version: str,
     recent: pd.DataFrame,
     progress: Callable[[str], None] = lambda _: None,
+    before: pd.DataFrame | None = None,
 ) -> DriftResult:
-    """``recent`` (shaped like ``prediction_store.recent_window``) against a registered
-    version: its training window and promise come from the registry."""
+    """``recent`` (shaped like ``prediction_store.recent_window``, as is ``before``, the
+    days before it) against a registered version: its training window and promise come
+    from the registry."""
     loaded = registry.load(version)
     trained_on, _ = registry.data_windows(version)
     promised, source = registry.promised_nrmse(version)
     progress(f"v{version} trained on {trained_on} promises {promised:.2%} nRMSE ({source})")
-    return judge_model(loaded.model, trained_on, promised, recent)
+    return judge_model(loaded.model, trained_on, promised, recent, before)
 
 
 def judge_model(
-    model: PowerModel, trained_on: TimeWindow, promised_nrmse: float, recent: pd.DataFrame
+    model: PowerModel,
+    trained_on: TimeWindow,
+    promised_nrmse: float,
+    recent: pd.DataFrame,
+    before: pd.DataFrame | None = None,
 ) -> DriftResult:
     """``recent`` against ``model``: the dataset over ``trained_on`` as the reference,
-    ``promised_nrmse`` as the performance bar."""
+    ``promised_nrmse`` as the performance bar; ``before`` (optional) shapes a loss."""
     dataset = load_dataset(model.site)
     reference = drift.training_reference(
         dataset[trained_on.mask(pd.DatetimeIndex(dataset.index))], model
     )
-    return drift.monitor(recent[list(drift.COLUMNS)], reference, promised_nrmse, site=model.site)
+    columns = list(drift.COLUMNS)
+    return drift.monitor(
+        recent[columns],
+        reference,
+        promised_nrmse,
+        site=model.site,
+        before=before[columns] if before is not None and not before.empty else None,
+    )
 
 
 def _experiment_id(registry: Registry) -> str:
@@ -84,6 +97,8 @@ def record(
         "reason": result.reason,
         "window_start": result.window_start.isoformat(),
         "window_end": result.window_end.isoformat(),
+        "cause": str(result.diagnosis.cause),
+        "data_fault": str(result.diagnosis.data_fault),
     }
     if event_id is not None:
         tags["event_id"] = event_id
@@ -98,6 +113,7 @@ def record(
         "peak_ratio": result.peak_ratio,
         "surplus_ratio": result.surplus_ratio,
         "clipped_rows": float(result.clipped_rows),
+        "time_offset_min": result.time_offset_min,
     }
     for name, value in figures.items():
         if math.isfinite(value):  # NaN: not enough data for that figure

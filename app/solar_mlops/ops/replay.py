@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,8 +27,31 @@ STEP = GRID
 FAULTS = {
     "irradiance-low": "ghi sent to /predict scaled by {factor:g} (a sensor reading low)",
     "inverter-cap": "measured power clipped at {factor:g} x the plant's capacity",
+    "string-outage": "measured power scaled by {factor:g} (strings or an inverter out)",
+    "soiling": "measured power losing {factor:g} of itself more each day (dirt on the array)",
+    "time-shift": "weather stamped {factor:+g} h from when it was measured (a clock is off)",
 }
 FAULT_SYNTAX = "KIND:FACTOR or KIND:FACTOR@START, e.g. irradiance-low:0.8@2013-05-04"
+# What FACTOR may be, per fault: a share of the signal (0, 1]; a daily loss (0, 0.05]; a
+# clock offset in hours, a whole number of the data's 30-minute steps, within half a day.
+FACTOR_RULES = {
+    "irradiance-low": "in (0, 1]",
+    "inverter-cap": "in (0, 1]",
+    "string-outage": "in (0, 1]",
+    "soiling": "in (0, 0.05] (a share per day)",
+    "time-shift": "a non-zero multiple of 0.5 (hours) within +-12",
+}
+
+
+def _factor_allowed(kind: str, factor: float) -> bool:
+    if kind == "soiling":
+        return 0 < factor <= 0.05
+    if kind == "time-shift":
+        steps = factor * pd.Timedelta(hours=1) / STEP
+        return factor != 0 and abs(factor) <= 12 and steps == round(steps)
+    return 0 < factor <= 1
+
+
 # Statuses worth another attempt: HAProxy with no server up (503), a gateway's 502/504,
 # and /actuals' 503 when the store is down ("nothing was stored, retry").
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -75,8 +98,10 @@ def parse_fault(text: str, site: Site | None = None) -> Fault:
         raise ReplayError(
             f"fault '{text}' needs a numeric FACTOR after '{kind}:' ({FAULT_SYNTAX})"
         ) from None
-    if not 0 < factor <= 1:
-        raise ReplayError(f"fault '{text}': FACTOR must lie in (0, 1], got {factor_text!r}")
+    if not _factor_allowed(kind, factor):
+        raise ReplayError(
+            f"fault '{text}': FACTOR for {kind} must be {FACTOR_RULES[kind]}, got {factor_text!r}"
+        )
     start = None
     if start_text:
         try:
@@ -92,18 +117,28 @@ def parse_fault(text: str, site: Site | None = None) -> Fault:
 def traffic(frame: pd.DataFrame, faults: Iterable[Fault], site: Site | None = None) -> pd.DataFrame:
     """What the replay sends for each step of ``frame`` (``load_dataset``'s columns):
     ``ghi`` and ``temp_air`` to /predict, ``measured_w`` (NaN: not measured) to /actuals,
-    with each fault applied from its start on. Faults compose in the order given."""
+    with each fault applied from its start on. Faults compose in the order given. A time
+    shift sends each step the weather of another; steps left with none are dropped."""
     site = site or Site()
     sent = frame[list(WEATHER_COLUMNS)].copy()
     sent["measured_w"] = frame[TARGET]
+    weather = list(WEATHER_COLUMNS)
     for fault in faults:
-        active = sent.index >= fault.start if fault.start is not None else slice(None)
+        active = sent.index >= (fault.start if fault.start is not None else sent.index[0])
+        measured = sent.loc[active, "measured_w"]
         if fault.kind == "irradiance-low":
             sent.loc[active, "ghi"] *= fault.factor
-        else:
-            limit = fault.factor * site.capacity_w
-            sent.loc[active, "measured_w"] = sent.loc[active, "measured_w"].clip(upper=limit)
-    return sent
+        elif fault.kind == "inverter-cap":
+            sent.loc[active, "measured_w"] = measured.clip(upper=fault.factor * site.capacity_w)
+        elif fault.kind == "string-outage":
+            sent.loc[active, "measured_w"] = measured * fault.factor
+        elif fault.kind == "soiling":
+            days = ((measured.index - measured.index[0]) / pd.Timedelta(days=1)).to_numpy()
+            sent.loc[active, "measured_w"] = measured * (1 - fault.factor * days).clip(min=0)
+        else:  # time-shift: what was measured at t arrives stamped t + factor hours
+            late = sent[weather].shift(freq=pd.Timedelta(hours=fault.factor))
+            sent.loc[active, weather] = late.reindex(sent.index[active]).to_numpy()
+    return sent.dropna(subset=weather)
 
 
 def load_traffic(
@@ -124,7 +159,11 @@ def load_traffic(
     for fault in faults:
         if fault.start is not None and fault.start >= end:
             raise ReplayError(f"fault {fault} starts after the replay window {window} ends")
-    return traffic(inside, faults, site)
+    # From the whole dataset, so a time shift finds the weather from before the window;
+    # a fault with no start begins at the window's first step.
+    begun = [f if f.start is not None else replace(f, start=inside.index[0]) for f in faults]
+    sent = traffic(frame, begun, site)
+    return sent[window.mask(pd.DatetimeIndex(sent.index))]
 
 
 def read_api_key(path: Path) -> str:
