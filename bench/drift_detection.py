@@ -89,7 +89,7 @@ def judge(frame, starts, reference, promised, builder, config) -> list[drift.Dri
                 promised,
                 config=config,
                 builder=builder,
-                before=before if len(before) else None,
+                before=before,
             )
         )
     return results

@@ -90,9 +90,8 @@ def loss_shape(
     above the last week's and no single week-to-week fall carries ``max_step_share`` of
     that drop or more; a step carries nearly all of it. Under three weeks: a step.
     """
-    days = pd.Series(
-        daily_ratio.dropna().to_numpy(), index=pd.to_datetime(daily_ratio.dropna().index)
-    )
+    known = daily_ratio.dropna()
+    days = pd.Series(known.to_numpy(), index=pd.to_datetime(known.index))
     if days.empty:
         return "step"
     weeks_back = (days.index.max() - days.index).days // 7

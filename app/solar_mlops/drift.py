@@ -200,7 +200,7 @@ def monitor(
     (``reference``, the store's shape too, e.g. from ``training_reference``).
 
     ``promised_nrmse`` is the backtest's nRMSE (a fraction of capacity). ``before``, the
-    store's rows of the days before the window (optional), only shapes a loss: how the
+    store's rows of the days before the window (optional, may be empty), only shapes a loss: how the
     plant's delivered share moved over the last ``config.shape_days`` days.
     """
     config = config or DriftConfig()
@@ -220,7 +220,11 @@ def monitor(
     scores, drifted, html, data_note = _data_drift(day, past, config)
     offset, offset_note = _time_offset(current["physical_w"], recent["measured_w"], config)
     performance = _performance(recent.loc[day.index], site, promised_nrmse, config)
-    shaped = recent if before is None else pd.concat([_days_before(before, recent, config), recent])
+    shaped = (
+        recent
+        if before is None or before.empty
+        else pd.concat([_days_before(before, recent, config), recent])
+    )
     problems = {**offset_note, **performance.problems}
     if offset_note:
         timing = f"data drift in the timing: {offset_note['time_offset']}"

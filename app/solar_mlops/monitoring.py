@@ -75,7 +75,7 @@ def judge_model(
         reference,
         promised_nrmse,
         site=model.site,
-        before=before[columns] if before is not None and not before.empty else None,
+        before=None if before is None else before[columns],
     )
 
 

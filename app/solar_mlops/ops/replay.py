@@ -124,7 +124,8 @@ def traffic(frame: pd.DataFrame, faults: Iterable[Fault], site: Site | None = No
     sent["measured_w"] = frame[TARGET]
     weather = list(WEATHER_COLUMNS)
     for fault in faults:
-        active = sent.index >= (fault.start if fault.start is not None else sent.index[0])
+        start = fault.start if fault.start is not None else sent.index.min()
+        active = sent.index >= start
         measured = sent.loc[active, "measured_w"]
         if fault.kind == "irradiance-low":
             sent.loc[active, "ghi"] *= fault.factor
@@ -133,7 +134,7 @@ def traffic(frame: pd.DataFrame, faults: Iterable[Fault], site: Site | None = No
         elif fault.kind == "string-outage":
             sent.loc[active, "measured_w"] = measured * fault.factor
         elif fault.kind == "soiling":
-            days = ((measured.index - measured.index[0]) / pd.Timedelta(days=1)).to_numpy()
+            days = ((measured.index - start) / pd.Timedelta(days=1)).to_numpy()
             sent.loc[active, "measured_w"] = measured * (1 - fault.factor * days).clip(min=0)
         else:  # time-shift: what was measured at t arrives stamped t + factor hours
             late = sent[weather].shift(freq=pd.Timedelta(hours=fault.factor))
