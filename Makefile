@@ -179,15 +179,14 @@ security-checks: install ## read-only security checks of a running platform (LAB
 lab-down: ## remove the lab's hosts (add ARGS=--volumes to drop their engines' data)
 	scripts/lab.sh down $(ARGS)
 
-# Molecule scenarios, cheapest first. Each one is a target, `make molecule-<name>`, so
-# that make's job slots schedule the scenarios beside every other stage of `make test`.
-# MOLECULE_LAST runs after all the others, by itself: it times rollouts under load.
-MOLECULE_SCENARIOS := deploy_access docker grafana postgres haproxy prometheus mlflow \
-  model_server prefect platform
-MOLECULE_LAST := bluegreen
+# Molecule scenarios: the two longest first, so that neither ends alone, then cheapest
+# first. Each one is a target, `make molecule-<name>`, so that make's job slots schedule
+# the scenarios beside every other stage of `make test`.
+MOLECULE_SCENARIOS := platform bluegreen deploy_access docker grafana postgres haproxy \
+  prometheus mlflow model_server prefect
 # Every folder of molecule/ with a molecule.yml must be named: a new scenario is never
 # left out of make test.
-MOLECULE_UNNAMED := $(filter-out $(MOLECULE_SCENARIOS) $(MOLECULE_LAST),\
+MOLECULE_UNNAMED := $(filter-out $(MOLECULE_SCENARIOS),\
   $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 # Stages at a time: the machine's two cores. Each stage's output is printed whole when
 # it ends (--output-sync), so stages that ran side by side read one after the other.
@@ -200,38 +199,35 @@ SEEDED = seed=$$(mktemp -d /tmp/solar-molecule-seed.XXXXXX) && trap 'rm -rf "$$s
   SOLAR_MOLECULE_SEED=$$seed
 MOLECULE_TEST = PATH=$(CURDIR)/.venv/bin:$$PATH $(TIMED) "molecule: $(1)" molecule test -s $(1)
 
-.PHONY: molecule $(addprefix molecule-,$(MOLECULE_SCENARIOS) $(MOLECULE_LAST)) molecule-last molecule-named
+.PHONY: molecule $(addprefix molecule-,$(MOLECULE_SCENARIOS)) molecule-named
 molecule-named:
 	@if [ -n "$(MOLECULE_UNNAMED)" ]; then \
 	  echo "add to MOLECULE_SCENARIOS in the Makefile: $(MOLECULE_UNNAMED)" >&2; exit 2; fi
 
-molecule: molecule-named ## every Molecule scenario, timed (JOBS at a time; MOLECULE_LAST last, by itself)
-	@$(SEEDED) $(MAKE) $(SLOTS) molecule-last LAST_AFTER="$(addprefix molecule-,$(MOLECULE_SCENARIOS))"
+molecule: molecule-named ## every Molecule scenario, timed (JOBS at a time)
+	@$(SEEDED) $(MAKE) $(SLOTS) $(addprefix molecule-,$(MOLECULE_SCENARIOS))
 
-$(addprefix molecule-,$(MOLECULE_SCENARIOS) $(MOLECULE_LAST)): molecule-%: install lab-archives
+$(addprefix molecule-,$(MOLECULE_SCENARIOS)): molecule-%: install lab-archives
 	@$(call MOLECULE_TEST,$*)
-
-# MOLECULE_LAST once every stage in LAST_AFTER has passed.
-molecule-last: $(LAST_AFTER)
-	@$(call MOLECULE_TEST,$(MOLECULE_LAST))
 
 # Every test, JOBS stages at a time. make starts a stage when a slot is free and the
 # stage is ready, in the order below, so make test adds two order-only constraints of its
 # own (AFTER_CHECK, AFTER_IMAGES): the lab's images are built and saved while the fast
-# tier runs; nothing else starts before the fast tier has passed, so that a failure there
-# ends the run within minutes; the image's tests wait for the image. Then platform, the
-# longest scenario, so that it does not end alone; ansible-lint, the tool tier and the
-# other scenarios, cheapest first; bluegreen alone. The engine and the Debian packages
-# are in place before the stages start, so no slot goes to them (-o).
-TEST_STAGES := lab-archives check test-docker molecule-platform lint-ansible test-tools \
-  $(addprefix molecule-,$(filter-out platform,$(MOLECULE_SCENARIOS)))
+# tier runs, and ansible-lint and the image's tests (which wait for the image) take the
+# other slot meanwhile; nothing longer starts before the fast tier has passed, so that a
+# failure there ends the run within minutes. Then the scenarios in their order, with the
+# tool tier after the two longest. The engine and the Debian packages are in place
+# before the stages start, so no slot goes to them (-o).
+TEST_STAGES := lab-archives check lint-ansible test-docker \
+  $(addprefix molecule-,$(wordlist 1,2,$(MOLECULE_SCENARIOS))) test-tools \
+  $(addprefix molecule-,$(wordlist 3,$(words $(MOLECULE_SCENARIOS)),$(MOLECULE_SCENARIOS)))
 test-docker: | $(AFTER_IMAGES)
-lint-ansible test-tools $(addprefix molecule-,$(MOLECULE_SCENARIOS)): | $(AFTER_CHECK)
+test-tools $(addprefix molecule-,$(MOLECULE_SCENARIOS)): | $(AFTER_CHECK)
 
 .PHONY: test
 test: timing-reset molecule-named install lab-deps test-deps docker-engine ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
 	@$(SEEDED) $(MAKE) $(SLOTS) -o lab-deps -o test-deps -o docker-engine \
-	  AFTER_CHECK=check AFTER_IMAGES=lab-archives molecule-last LAST_AFTER="$(TEST_STAGES)"
+	  AFTER_CHECK=check AFTER_IMAGES=lab-archives $(TEST_STAGES)
 
 .PHONY: timing-reset
 timing-reset:

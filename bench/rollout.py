@@ -14,10 +14,16 @@ Molecule scenario's (which runs this with ``--check``).
 Per step it reports: requests, failed requests, answers from a third version, the mixed
 window (first answer from the new version to the last from the old one: how long the
 swap takes to reach every new request), and the time from the trigger until every answer
-comes from the new version. ``--check`` exits 1 unless every step succeeded, no request
-failed during deploys and the rollback, every answer came from the two versions of its
-step, every swap was complete within 1 s, and the client sustained ``--min-rate``. The
-requests lost to the killed container are reported (the target is none), not checked.
+comes from the new version; and the rate the client kept up. Those durations are the
+benchmark (docs/benchmarks.md), measured on a quiet machine.
+
+``--check`` judges behaviour only, so it holds on a busy machine too (the Molecule
+scenario runs beside other stages): it exits 1 unless every step succeeded, each deploy
+and the rollback saw at least ``--min-requests`` requests and none failed, every answer
+came from the two versions of its step, the new version answered, and no request sent
+after a playbook had returned got the old version (the swap is done when the playbook
+says so). The requests lost to the killed container are reported (the target is none),
+not checked.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from pathlib import Path
 
 from harness import ROOT, Load, Sample, ansible_from_this_env, run_command, run_playbook
 
-SWAP_LIMIT_S = 1.0
 KILL = "kill active container"
 # The playbooks' runner artifacts (output, events), the newest runs kept.
 ARTIFACTS = ROOT / ".cache" / "rollout" / "ansible-runs"
@@ -44,6 +49,7 @@ class Step:
     name: str
     started: float
     ended: float = 0.0
+    returned: float = 0.0  # when its playbook returned
     ok: bool = False
     detail: str = ""
     report: dict[str, object] = field(default_factory=dict)
@@ -68,6 +74,8 @@ def analyse(step: Step, samples: list[Sample], old: str, new: str) -> dict[str, 
     }
     first_new = min((s.sent for s in seen if s.version == new), default=None)
     last_old = max((s.sent for s in seen if s.version == old), default=step.started)
+    if old != new:
+        report["old_after_return"] = sum(s.version == old for s in seen if s.sent > step.returned)
     if first_new is not None:
         report["mixed_window_s"] = round(max(0.0, last_old - first_new), 3)
         report["to_all_new_s"] = round(max(first_new, last_old) - step.started, 2)
@@ -80,7 +88,9 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="HAProxy's frontend")
     parser.add_argument("--versions", nargs="*", default=["2", "3", "4"], help="deploy these")
     parser.add_argument("--rate", type=float, default=250.0, help="requests per second")
-    parser.add_argument("--min-rate", type=float, default=200.0)
+    parser.add_argument(
+        "--min-requests", type=int, default=200, help="per deploy and rollback (--check)"
+    )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between steps")
     parser.add_argument("--no-kill", action="store_true", help="skip the container kill")
@@ -103,6 +113,7 @@ def main() -> int:
             steps.append(step)
             extravars |= {"bluegreen_actor": "bench/rollout.py", "bluegreen_reason": name}
             step.ok, step.detail = run_playbook(inventory, playbook, extravars, ARTIFACTS)
+            step.returned = time.time()
             print(f"{name}: {'ok' if step.ok else 'FAILED ' + step.detail}", flush=True)
             time.sleep(args.settle)
         if not args.no_kill:
@@ -113,6 +124,7 @@ def main() -> int:
             step.ok, step.detail = run_command(
                 inventory, "model_servers", f"docker kill solar-model-{colour}"
             )
+            step.returned = time.time()
             print(f"killed solar-model-{colour} (version {active}): {step.ok}", flush=True)
             # systemd restarts it (RestartSec=2) and the model loads from the cache.
             time.sleep(20)
@@ -140,7 +152,7 @@ def main() -> int:
     _print(summary, steps)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
-    problems = _problems(summary, steps, args.min_rate)
+    problems = _problems(steps, args.min_requests)
     for problem in problems:
         print(f"FAIL  {problem}")
     return 1 if args.check and problems else 0
@@ -166,10 +178,8 @@ def _print(summary: dict[str, object], steps: list[Step]) -> None:
             print(f"{'':<24}failed: {kinds}")
 
 
-def _problems(summary: dict[str, object], steps: list[Step], min_rate: float) -> list[str]:
+def _problems(steps: list[Step], min_requests: int) -> list[str]:
     problems = []
-    if float(summary["rate_per_s"]) < min_rate:  # type: ignore[arg-type]
-        problems.append(f"the client sent {summary['rate_per_s']}/s, below {min_rate}/s")
     for step in steps:
         r = step.report
         if not step.ok:
@@ -180,10 +190,18 @@ def _problems(summary: dict[str, object], steps: list[Step], min_rate: float) ->
         if r["other_versions"]:
             problems.append(f"{step.name}: answers from versions {r['other_versions']}")
         if step.name.startswith(("deploy", "rollback")):
+            if int(r["requests"]) < min_requests:  # type: ignore[call-overload]
+                problems.append(
+                    f"{step.name}: {r['requests']} requests, fewer than {min_requests}: "
+                    "too few to judge the swap"
+                )
             if "mixed_window_s" not in r:
                 problems.append(f"{step.name}: version {r['to_version']} never answered")
-            elif float(r["mixed_window_s"]) > SWAP_LIMIT_S:  # type: ignore[arg-type]
-                problems.append(f"{step.name}: old and new answered for {r['mixed_window_s']} s")
+            if r.get("old_after_return"):
+                problems.append(
+                    f"{step.name}: {r['old_after_return']} requests sent after the playbook "
+                    f"returned got the old version {r['from_version']}"
+                )
     return problems
 
 
