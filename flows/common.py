@@ -19,6 +19,7 @@ from solar_mlops.registry import CHAMPION, Registry
 # One resource per registered model: triggers match on it (flows/prefect.yaml).
 RESOURCE_PREFIX = "solar-mlops.model."
 DRIFT_EVENT = "solar.drift.detected"
+DATA_FAULT_EVENT = "solar.data.fault"
 PROMOTED_EVENT = "solar.model.promoted"
 
 

@@ -1,5 +1,6 @@
 """retrain: on ``solar.drift.detected``, train a challenger on the data up to the drifted
-window and put it to the gate on the data from that window on."""
+window and put it to the gate on the data from that window on, leaving out every window
+the monitor found with faulty inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prefect import flow, get_run_logger
 
 from flows.common import announce_promotion, champion, gate_artifact, open_registry
 from flows.settings import FlowSettings
+from solar_mlops import monitoring
 from solar_mlops.data import TimeWindow
 from solar_mlops.gate import DEFAULT_MARGIN
 from solar_mlops.pipeline import train_and_register
@@ -24,11 +26,13 @@ def challenger_config(
     """Train from where the champion's training began to the day before the drifted
     window; the holdout runs from the window's first day to the end of the champion's
     holdout, data neither model has seen (unless the window lies in the champion's own
-    training years). Dates are the site's calendar days."""
+    training years). Windows with faulty inputs are in neither. Dates are the site's
+    calendar days."""
     trained, tested = registry.data_windows(version)
     start = pd.Timestamp(window_start)
     start = start.tz_localize("UTC") if start.tz is None else start
-    first_day = start.tz_convert(Site().timezone).tz_localize(None).normalize()
+    site = Site()
+    first_day = start.tz_convert(site.timezone).tz_localize(None).normalize()
     if first_day > pd.Timestamp(tested.end):
         raise ValueError(
             f"the drifted window starts on {first_day:%Y-%m-%d}, after the data the gate "
@@ -40,6 +44,7 @@ def challenger_config(
         test=TimeWindow(f"{first_day:%Y-%m-%d}", tested.end),
         tune=tune,
         backtest=backtest,
+        exclude=monitoring.data_fault_windows(registry, site),
     )
 
 
@@ -59,15 +64,16 @@ def retrain(
     current = champion(registry)
     config = challenger_config(registry, current, window_start, tune, backtest)
     logger.info(
-        "drift in %s .. %s against v%s: training on %s, gate on %s",
-        window_start, window_end, current, config.train, config.test,
+        "drift in %s .. %s against v%s: training on %s, gate on %s, leaving out %s",
+        window_start, window_end, current, config.train, config.test, config.excluded,
     )  # fmt: skip
     outcome = train_and_register(registry, config, margin=margin, progress=logger.info)
     decision = outcome.decision
     assert decision is not None  # the gate always runs here
     context = (
         f"Retrained after drift in {window_start} .. {window_end}: trained on "
-        f"{config.train}; champion was v{current}."
+        f"{config.train}, leaving out the windows with faulty inputs ({config.excluded}); "
+        f"champion was v{current}."
     )
     if not decision.promote:
         context += " Not promoted: the champion stays, and nothing is deployed."

@@ -46,11 +46,12 @@ from servers import REPO, free_port, gunicorn_server, prometheus_server, pushgat
 from test_drift import AUTUMN, PROMISED, store_rows
 from test_service_gunicorn import call
 
-from solar_mlops import drift, drift_metrics
+from solar_mlops import drift, drift_metrics, monitoring
 from solar_mlops.data import TimeWindow
 from solar_mlops.features import FeatureBuilder
 from solar_mlops.ops import rollout_metrics
 from solar_mlops.pipeline import TrainOutcome
+from solar_mlops.registry import Registry
 from solar_mlops.training import Prepared
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
@@ -278,15 +279,22 @@ def send_traffic(colours: dict[str, str], prepared: Prepared) -> None:
             assert status == 200
 
 
-def push_loop_figures(gateway: str, outcome: TrainOutcome, prepared: Prepared) -> None:
-    """monitor_drift's push for the served version, on a real autumn week with actuals,
-    and the deploy flow's push of that version's rollout."""
-    model, frame = outcome.result.model, prepared.frame
+def push_loop_figures(
+    gateway: str, registry: str, outcome: TrainOutcome, prepared: Prepared
+) -> None:
+    """monitor_drift's push for the served version, on a real autumn week with actuals
+    (and the served intervals' coverage over the four weeks to its end), and the deploy
+    flow's push of that version's rollout."""
+    model, frame, version = outcome.result.model, prepared.frame, outcome.version.version
     builder = FeatureBuilder(prepared.site)
     training = TimeWindow("2011-01-01", "2012-12-31").mask(pd.DatetimeIndex(frame.index))
     reference = drift.training_reference(frame[training], model)
     result = drift.monitor(store_rows(prepared, model, builder, AUTUMN), reference, PROMISED)
-    drift_metrics.push(result, gateway, model_version=outcome.version.version)
+    weeks = store_rows(prepared, model, builder, TimeWindow("2013-09-10", AUTUMN.end))
+    coverage = monitoring.served_coverage(
+        Registry(tracking_uri=registry), weeks.assign(model_version=version)
+    )
+    drift_metrics.push(result, gateway, model_version=version, coverage=coverage)
     rollout_metrics.push_outcome(gateway, "deploy", failed=False, version=outcome.version.version)
 
 
@@ -331,7 +339,7 @@ def prometheus(
         gateway = stack.enter_context(pushgateway(root / "pushgateway"))
         # Both colours boot at once (each loads its model) while the drift monitor runs.
         with ThreadPoolExecutor(len(COLOURS) + 1) as pool:
-            pushed = pool.submit(push_loop_figures, gateway, outcome, prepared)
+            pushed = pool.submit(push_loop_figures, gateway, uri, outcome, prepared)
             starting = {
                 colour: pool.submit(stack.enter_context, colour_server(root, uri, colour))
                 for colour in COLOURS

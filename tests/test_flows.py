@@ -1,11 +1,13 @@
 """The loop on real servers: Prefect (its own lock), MLflow, a Pushgateway and a SQLite
 prediction store, with the deployments of flows/prefect.yaml served by a process worker.
 
-A normal week raises no event; a week whose irradiance sensor reads 20 % low raises
-exactly one (a second look, cooling down, raises none), which triggers retrain through
-the server's automation; the challenger wins the gate, and its promotion triggers
-deploy, which fails with the playbook's reason on this machine (no HAProxy here).
-Failures name their cause: a missing version, an unreachable MLflow.
+A normal week raises no event. A week whose irradiance sensor reads 20 % low raises
+exactly one data-fault event (a second look, cooling down, raises none) and starts no
+retraining. The next week, a quarter of the array out, raises a drift event, which
+triggers retrain through the server's automation; the challenger, trained without the
+faulty week, wins the gate, and its promotion triggers deploy, which fails with the
+playbook's reason on this machine (no HAProxy here). Failures name their cause: a
+missing version, an unreachable MLflow.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from servers import (
 )
 from sqlalchemy.engine import Engine
 
-from flows.common import DRIFT_EVENT, PROMOTED_EVENT
+from flows.common import DATA_FAULT_EVENT, DRIFT_EVENT, PROMOTED_EVENT
 from flows.deploy import deploy
 from flows.monitor_drift import monitor_drift
 from flows.retrain import retrain
@@ -49,9 +51,11 @@ from solar_mlops.registry import CHAMPION, Registry
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 POOL = "solar-mlops"
-# Weeks of 2013 that tests/test_drift.py shows quiet, and loud with the sensor 20 % low.
+# Weeks of 2013 that tests/test_drift.py shows quiet, and loud with the sensor 20 % low;
+# the week after, with a quarter of the array out.
 NORMAL = TimeWindow("2013-06-04", "2013-06-10")
 FAULTY = TimeWindow("2013-10-01", "2013-10-07")
+OUTAGE = TimeWindow("2013-10-08", "2013-10-14")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -163,10 +167,16 @@ def artifact(api: str, key: str, flow_run_id: str) -> str:
     return found[0]["data"]
 
 
-def serve_week(platform: Platform, week: TimeWindow, version: str, ghi_factor: float) -> None:
+def serve_week(
+    platform: Platform,
+    week: TimeWindow,
+    version: str,
+    ghi_factor: float = 1.0,
+    power_factor: float = 1.0,
+) -> None:
     """Write a week into the store as the service and /actuals would: the weather sent
     (the irradiance scaled by ``ghi_factor``), the champion's forecast of it, and later
-    the plant's measured power."""
+    the plant's measured power (scaled by ``power_factor``)."""
     dataset = load_dataset()
     frame = dataset[week.mask(pd.DatetimeIndex(dataset.index))]
     weather = frame[["ghi", "temp_air"]].assign(ghi=frame["ghi"] * ghi_factor)
@@ -188,7 +198,7 @@ def serve_week(platform: Platform, week: TimeWindow, version: str, ghi_factor: f
         for (t, w), p in zip(weather.iterrows(), np.asarray(predicted), strict=True)
     ]
     prediction_store.write_predictions(platform.engine, rows)
-    measured = frame["ac_power"].dropna()
+    measured = frame["ac_power"].dropna() * power_factor
     prediction_store.upsert_actuals(
         platform.engine, [(t.to_pydatetime(), float(w)) for t, w in measured.items()]
     )
@@ -235,47 +245,64 @@ def test_train_registers_gates_and_announces_the_first_champion(
     assert promoted["resource"]["prefect.resource.id"] == "solar-mlops.model.solar-power"
 
 
-def test_a_normal_week_raises_no_event_and_a_faulty_one_retrains_and_deploys(
+def test_a_sensor_fault_retrains_nothing_and_a_plant_loss_retrains_and_deploys(
     platform: Platform, first: dict[str, Any]
 ) -> None:
     champion = first["version"]
-    serve_week(platform, NORMAL, champion, ghi_factor=1.0)
+    serve_week(platform, NORMAL, champion)
     quiet = monitor_drift()  # the window ends at the newest prediction: 2013-06-10
     assert not quiet["drift"], quiet["reason"]
     assert quiet["event"] is None
     assert pushed(platform.gateway, "solar_drift_data_drift", model_version=champion) == 0
 
+    # The sensor reads low: a data fault, announced as one, and nothing to retrain on.
     serve_week(platform, FAULTY, champion, ghi_factor=0.8)
-    loud = monitor_drift()
-    assert loud["drift"], loud["reason"]
-    assert "measured_to_physical" in loud["reason"]
-    assert pushed(platform.gateway, "solar_drift_data_drift", model_version=champion) == 1
+    sensor = monitor_drift()
+    assert sensor["drift"] and sensor["data_fault"], sensor["reason"]
+    assert sensor["cause"] == "irradiance-sensor"
+    assert "no retraining starts" in sensor["reason"]
+    assert pushed(platform.gateway, "solar_drift_data_fault", model_version=champion) == 1
+    fault = event(platform.api, DATA_FAULT_EVENT, sensor["event"])
+    assert fault["payload"]["cause"] == "irradiance-sensor", fault["payload"]
+    assert fault["payload"]["data_fault"] is True
     # The fault lasts: the next run sees it again and, cooling down, raises nothing.
     again = monitor_drift()
     assert again["drift"] and again["event"] is None
-    assert f"already announced (event {loud['event']}" in again["reason"]
+    assert f"already announced (event {sensor['event']}" in again["reason"]
+
+    # The sensor repaired, a quarter of the array out: drift, caused by the plant.
+    serve_week(platform, OUTAGE, champion, power_factor=0.75)
+    loud = monitor_drift()
+    assert loud["drift"] and not loud["data_fault"], loud["reason"]
+    assert loud["cause"] == "plant-loss-step"
+    assert pushed(platform.gateway, "solar_drift_data_fault", model_version=champion) == 0
 
     # The drift event starts retrain through the server's automation (prefect.yaml).
     drifted = event(platform.api, DRIFT_EVENT, loud["event"])
-    assert drifted["payload"]["cause"] == "irradiance-sensor", drifted["payload"]
-    assert drifted["payload"]["data_fault"] is True
+    assert drifted["payload"]["cause"] == "plant-loss-step", drifted["payload"]
     retrain = finished_run(
         platform.api, "retrain/retrain", "window_start", drifted["payload"]["window_start"]
     )
     assert retrain["state_type"] == "COMPLETED", retrain["state"]
     assert retrain["parameters"]["window_end"] == drifted["payload"]["window_end"]
-    # Events arrive in order: the quiet week's run emitted none before this one.
+    # Events arrive in order: neither the quiet week nor the sensor's raised a drift
+    # event, and the only retraining is the plant's.
     assert [e["id"] for e in events(platform.api, DRIFT_EVENT)] == [loud["event"]]
+    assert [e["id"] for e in events(platform.api, DATA_FAULT_EVENT)] == [sensor["event"]]
+    assert len(flow_runs(platform.api, "retrain/retrain")) == 1
 
-    # The challenger (trained to 2013-09-30) beats the champion on 2013-10..12.
+    # The challenger, trained to 2013-10-07 without the sensor's week, beats the
+    # champion on 2013-10-08..12-31.
     registry = Registry(tracking_uri=platform.mlflow)
     challenger = registry.alias(CHAMPION)
     assert challenger is not None and challenger != champion
     tags = registry.client.get_model_version(registry.name, challenger).tags
-    assert tags["data.train_window"] == "2011-01-01..2013-09-30"
+    assert tags["data.train_window"] == "2011-01-01..2013-10-07"
+    assert tags["data.excluded_windows"] == str(FAULTY)
     assert tags["gate.decision"] == "promoted"
     evidence = artifact(platform.api, "solar-gate", retrain["id"])
-    assert f"v{challenger} promoted" in evidence and "2013-10-01..2013-12-31" in evidence
+    assert f"v{challenger} promoted" in evidence and "2013-10-08..2013-12-31" in evidence
+    assert f"leaving out the windows with faulty inputs ({FAULTY})" in evidence
 
     # Its promotion starts deploy, which runs the playbook and fails with its reason.
     deployed = finished_run(platform.api, "deploy/deploy", "version", challenger)

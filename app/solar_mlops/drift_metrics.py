@@ -1,22 +1,33 @@
 """A drift verdict's figures, pushed to the Prometheus Pushgateway.
 
-``drift`` computes; this module publishes. The monitor_drift flow pushes each run's
-result, in the job ``solar_mlops_drift``, where the alert rules and dashboards read it.
+``drift`` and ``monitoring`` compute; this module publishes. The monitor_drift flow
+pushes each run's result, in the job ``solar_mlops_drift``, where the alert rules and
+dashboards read it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from solar_mlops.drift import DriftResult
+from solar_mlops.monitoring import ServedCoverage
 
 JOB = "solar_mlops_drift"
 
 
-def push(result: DriftResult, gateway: str, model_version: str, job: str = JOB) -> None:
-    """Push the run's figures to a Prometheus Pushgateway (``host:port`` or URL).
+def push(
+    result: DriftResult,
+    gateway: str,
+    model_version: str,
+    coverage: Sequence[ServedCoverage] = (),
+    job: str = JOB,
+) -> None:
+    """Push the run's figures to a Prometheus Pushgateway (``host:port`` or URL): the
+    verdict on ``model_version``, and the served intervals' ``coverage`` of each
+    version that served the days read.
 
     NaN stands for "not enough data": Prometheus keeps it, and alert rules skip it.
     """
@@ -24,11 +35,17 @@ def push(result: DriftResult, gateway: str, model_version: str, job: str = JOB) 
     labels = ["model_version"]
     gauges: dict[str, Gauge] = {}
 
-    def gauge(name: str, doc: str, value: float, extra: dict[str, str] | None = None) -> None:
+    def gauge(
+        name: str,
+        doc: str,
+        value: float,
+        extra: dict[str, str] | None = None,
+        version: str = model_version,
+    ) -> None:
         names = labels + sorted(extra or {})
         metric = gauges.get(name) or Gauge(name, doc, names, registry=registry)
         gauges[name] = metric
-        metric.labels(model_version=model_version, **(extra or {})).set(value)
+        metric.labels(model_version=version, **(extra or {})).set(value)
 
     gauge(
         "solar_drift_data_drift",
@@ -84,6 +101,25 @@ def push(result: DriftResult, gateway: str, model_version: str, job: str = JOB) 
             "Evidently drift score per ratio",
             score,
             {"feature": feature},
+        )
+    for served in coverage:
+        gauge(
+            "solar_interval_coverage",
+            "share of measured power inside the served interval (outermost quantiles)",
+            served.observed,
+            version=served.model_version,
+        )
+        gauge(
+            "solar_interval_coverage_nominal",
+            "the share the served interval promises (its levels' difference)",
+            served.nominal,
+            version=served.model_version,
+        )
+        gauge(
+            "solar_interval_coverage_rows",
+            "daylight rows with actuals behind solar_interval_coverage",
+            served.rows,
+            version=served.model_version,
         )
     gauge(
         "solar_drift_last_run_timestamp_seconds",

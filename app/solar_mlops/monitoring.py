@@ -4,9 +4,14 @@
   the registry, then the verdict on the recent window.
 - ``record``: each verdict kept in MLflow, one run per judged window in the
   ``solar-drift`` experiment (the Evidently report, the scores, the event it raised).
-- ``last_announcement`` and ``cooling_down``: was drift announced lately? A sensor fault
-  does not go away when a model is retrained, so without a cool-down every scheduled run
-  would start another retraining.
+- ``last_announcement`` and ``cooling_down``: was drift (or a data fault) announced
+  lately? A fault does not go away when a model is retrained, so without a cool-down
+  every scheduled run would announce it again.
+- ``data_fault_windows``: the windows whose inputs were found faulty, which retraining
+  leaves out.
+- ``served_coverage`` and ``interval_coverage``: how often the measured power fell
+  inside the interval each version served, once actuals have arrived (online
+  calibration).
 """
 
 from __future__ import annotations
@@ -16,15 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
+from mlflow.entities import Run
 
 from solar_mlops import drift
 from solar_mlops.data import TimeWindow, load_dataset
 from solar_mlops.drift import DriftResult
+from solar_mlops.features import FeatureBuilder
 from solar_mlops.predictor import PowerModel
+from solar_mlops.probabilistic import coverage
 from solar_mlops.registry import Registry
+from solar_mlops.site import Site
 
 EXPERIMENT = "solar-drift"
+# Rows with actuals a version needs before its coverage is judged: about ten days of
+# daylight on the 30-minute grid. Fewer: NaN, "not enough data".
+MIN_COVERAGE_ROWS = 200
 # Runs searched for the last announcement: a cool-down spans a handful of daily runs.
 SEARCH_DEPTH = 100
 
@@ -37,6 +50,17 @@ class Announcement:
     window_start: pd.Timestamp
     window_end: pd.Timestamp
     model_version: str
+
+
+@dataclass(frozen=True)
+class ServedCoverage:
+    """How often the measured power fell inside the interval a version served, between
+    its outermost quantiles, and how often it should (their levels' difference)."""
+
+    model_version: str
+    rows: int
+    observed: float  # NaN: fewer than MIN_COVERAGE_ROWS daylight rows with actuals
+    nominal: float
 
 
 def judge(
@@ -76,6 +100,42 @@ def judge_model(
         promised_nrmse,
         site=model.site,
         before=None if before is None else before[columns],
+    )
+
+
+def served_coverage(
+    registry: Registry, rows: pd.DataFrame, min_rows: int = MIN_COVERAGE_ROWS
+) -> list[ServedCoverage]:
+    """Each version's coverage on the rows it served that have actuals (``rows`` shaped
+    like ``prediction_store.recent_window``); versions without quantiles are left out."""
+    found = []
+    for version, served in rows.dropna(subset=["measured_w"]).groupby("model_version"):
+        model = registry.load(str(version)).model
+        if model.intervals is not None:
+            found.append(interval_coverage(model, str(version), served, min_rows))
+    return found
+
+
+def interval_coverage(
+    model: PowerModel, version: str, served: pd.DataFrame, min_rows: int = MIN_COVERAGE_ROWS
+) -> ServedCoverage:
+    """How often ``served``'s measured power fell inside ``model``'s interval, on its
+    daylight rows with actuals. The intervals are computed again from the logged
+    weather and forecast: the features are row-wise and serving computes them the same
+    way, so these are the intervals the clients got."""
+    assert model.intervals is not None, "a model without quantiles serves no interval"
+    served = served.dropna(subset=["measured_w"])
+    features = FeatureBuilder(model.site).build(served[["ghi", "temp_air"]])
+    daylight = (features["solar_elevation"] > 0).to_numpy()
+    quantiles = model.quantiles(features, served["predicted_w"].to_numpy())[daylight]
+    measured = served["measured_w"].to_numpy()[daylight]
+    levels = model.intervals.levels
+    enough = len(measured) >= min_rows
+    return ServedCoverage(
+        model_version=version,
+        rows=len(measured),
+        observed=coverage(measured, quantiles[:, 0], quantiles[:, -1]) if enough else np.nan,
+        nominal=levels[-1] - levels[0],
     )
 
 
@@ -124,17 +184,24 @@ def record(
     return f"{base}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
 
 
-def last_announcement(registry: Registry) -> Announcement | None:
-    """The drift event raised for the latest window, whichever model served it."""
+def _drift_runs(registry: Registry, data_fault: bool) -> list[Run]:
+    """The newest verdicts that found drift, of a data fault or of the other causes."""
     experiment = registry.client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        return None
+        return []
     runs = registry.client.search_runs(
         [experiment.experiment_id],
         filter_string="tags.drift = 'True'",
         max_results=SEARCH_DEPTH,
         order_by=["start_time DESC"],
     )
+    # Verdicts kept before the diagnosis have no data_fault tag: they were drift.
+    return [r for r in runs if r.data.tags.get("data_fault", "False") == str(data_fault)]
+
+
+def last_announcement(registry: Registry, data_fault: bool = False) -> Announcement | None:
+    """The event raised for the latest drifted window, whichever model served it: a
+    drift event (``data_fault`` False), or a data-fault event."""
     announced = [
         Announcement(
             event_id=run.data.tags["event_id"],
@@ -142,10 +209,23 @@ def last_announcement(registry: Registry) -> Announcement | None:
             window_end=pd.Timestamp(run.data.tags["window_end"]),
             model_version=run.data.tags["model_version"],
         )
-        for run in runs
+        for run in _drift_runs(registry, data_fault)
         if "event_id" in run.data.tags
     ]
     return max(announced, key=lambda a: a.window_end, default=None)
+
+
+def data_fault_windows(registry: Registry, site: Site) -> tuple[TimeWindow, ...]:
+    """The site's calendar days of every window found with faulty inputs, announced or
+    not, oldest first: what training must not learn from."""
+    windows = {
+        TimeWindow(
+            f"{pd.Timestamp(run.data.tags['window_start']).tz_convert(site.timezone):%Y-%m-%d}",
+            f"{pd.Timestamp(run.data.tags['window_end']).tz_convert(site.timezone):%Y-%m-%d}",
+        )
+        for run in _drift_runs(registry, data_fault=True)
+    }
+    return tuple(sorted(windows, key=lambda w: (w.start, w.end)))
 
 
 def cooling_down(previous: Announcement | None, result: DriftResult, cooldown: timedelta) -> bool:

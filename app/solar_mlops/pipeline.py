@@ -19,7 +19,7 @@ from solar_mlops.training import (
     TrainingResult,
     fit_pvwatts,
     holdout_predictions,
-    prepare,
+    prepare_for,
     train,
 )
 
@@ -42,7 +42,7 @@ def train_and_register(
     """Train a candidate, register it as ``challenger`` and, unless told not to, let
     the gate decide whether it becomes ``champion``."""
     config = config or TrainingConfig()
-    prepared = prepared or prepare()
+    prepared = prepare_for(config, prepared)
     result = train(config, prepared, progress)
     return register_candidate(registry, result, config, margin, gate, prepared, progress)
 
@@ -74,7 +74,7 @@ def evaluate_version(
 ) -> pd.DataFrame:
     """A registered version against both baselines on the holdout, as in training."""
     config = config or TrainingConfig()
-    prepared = prepared or prepare()
+    prepared = prepare_for(config, prepared)
     loaded = registry.load(version_or_alias)
     predictions = holdout_predictions(
         prepared, config.test, loaded.model, fit_pvwatts(prepared, config.train)
@@ -111,7 +111,7 @@ def run_gate(
     """Score challenger and champion on the same holdout rows, decide, record the
     evidence on the challenger either way, and promote a winner."""
     config = config or TrainingConfig()
-    prepared = prepared or prepare()
+    prepared = prepare_for(config, prepared)
     champion = registry.alias(CHAMPION)
     rows = prepared.rows(config.test)
     pvwatts = fit_pvwatts(prepared, config.train)

@@ -99,6 +99,7 @@ class Registry:
             "data.source": "pvanalytics 0.2.2: PVDAQ system 50 AC power + NSRDB PSM3",
             "data.train_window": str(config.train),
             "data.test_window": str(config.test),
+            "data.excluded_windows": config.excluded,
             "git_commit": commit,
             "feature_schema_hash": features.schema_hash(),
             "metrics.nrmse": f"{holdout.loc['model', 'nrmse']:.5f}",

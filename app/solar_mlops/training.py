@@ -4,7 +4,7 @@ model. No MLflow here: ``registry`` records what this returns."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -36,6 +36,9 @@ class TrainingConfig:
     # The quantile levels the model serves, and the folds that calibrate them.
     quantiles: tuple[float, ...] = DEFAULT_LEVELS
     calibration_folds: int = CALIBRATION_FOLDS
+    # Windows whose inputs the monitor found faulty (a sensor, a clock): no model learns
+    # from them or is scored on them.
+    exclude: tuple[TimeWindow, ...] = ()
 
     def __post_init__(self) -> None:
         check_levels(self.quantiles)
@@ -48,7 +51,13 @@ class TrainingConfig:
             "backtest": str(self.backtest),
             "quantiles": ",".join(f"{level:g}" for level in self.quantiles),
             "calibration_folds": str(self.calibration_folds),
+            "excluded_windows": self.excluded,
         }
+
+    @property
+    def excluded(self) -> str:
+        """The excluded windows as text: ``START..END,START..END`` or ``none``."""
+        return ",".join(str(w) for w in self.exclude) or "none"
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,15 @@ class Prepared:
         """Usable rows (daytime, trustworthy target) inside ``window``."""
         inside = pd.Series(window.mask(pd.DatetimeIndex(self.frame.index)), index=self.frame.index)
         return inside & self.quality.usable
+
+    def excluding(self, windows: tuple[TimeWindow, ...]) -> Prepared:
+        """The same data with the rows inside ``windows`` flagged ``data_fault``."""
+        index = pd.DatetimeIndex(self.frame.index)
+        faulty = pd.Series(False, index=self.frame.index)
+        for window in windows:
+            faulty |= window.mask(index)
+        flags = self.quality.flags.assign(data_fault=faulty)
+        return replace(self, quality=QualityReport(flags))
 
 
 @dataclass
@@ -95,6 +113,12 @@ def prepare(site: Site | None = None, frame: pd.DataFrame | None = None) -> Prep
     return Prepared(
         frame=frame, features=features, quality=assess(frame, features, site), site=site
     )
+
+
+def prepare_for(config: TrainingConfig, prepared: Prepared | None = None) -> Prepared:
+    """``prepared`` (or the dataset, prepared) with ``config``'s excluded windows flagged."""
+    prepared = prepared or prepare()
+    return prepared.excluding(config.exclude) if config.exclude else prepared
 
 
 def holdout_predictions(
@@ -129,7 +153,7 @@ def train(
     config = config or TrainingConfig()
     if prepared is None:
         progress("loading PVDAQ system 50 and its PSM3 weather; building pvlib features")
-        prepared = prepare()
+    prepared = prepare_for(config, prepared)
     site = prepared.site
     progress(f"quality: {prepared.quality.counts()}")
     train_rows = prepared.rows(config.train)

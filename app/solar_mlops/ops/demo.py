@@ -1,8 +1,10 @@
 """The whole loop on a running platform, driven from outside as a user would: the first
-champion trained and deployed by the flows, replayed traffic whose irradiance sensor
-starts reading low, the monitor's drift event, the retraining it triggers, the gate's
-verdict and the winner's rollout under load. ``make demo`` runs it on the lab after
-``site.yml``; the platform scenario runs it at full speed as the end-to-end test.
+champion trained and deployed by the flows; replayed traffic whose irradiance sensor
+reads low, which the monitor names a data fault (no retraining); then a week with a
+quarter of the array out, the monitor's drift event, the retraining it triggers (which
+leaves the faulty week out), the gate's verdict and the winner's rollout under load.
+``make demo`` runs it on the lab after ``site.yml``; the platform scenario runs it at
+full speed as the end-to-end test.
 
 Everything goes through the platform's public interfaces: Prefect's API (deployments
 and the runs its automations start), MLflow's registry and HAProxy's frontend.
@@ -54,8 +56,9 @@ class Endpoints:
 
 @dataclass(frozen=True)
 class Scenario:
-    """The story: a fortnight of traffic whose second week has a faulty sensor, then load
-    from the weeks after it while the loop reacts.
+    """The story: a fortnight of traffic whose second week has a faulty sensor; once it
+    is repaired, a week in which a quarter of the array is out; then load from the weeks
+    after it while the loop reacts.
 
     ``quick`` trains without grid search and backtest (about a minute instead of many),
     for the first model and, for the demo's duration, for the retraining deployment.
@@ -63,9 +66,11 @@ class Scenario:
 
     quick: bool = True
     traffic: TimeWindow = TimeWindow("2013-09-24", "2013-10-07")
-    fault: str = "irradiance-low:0.8@2013-10-01"
-    load: TimeWindow = TimeWindow("2013-10-08", "2013-12-31")
-    speed: float = 0.0  # the fortnight as fast as the service answers
+    sensor_fault: str = "irradiance-low:0.8@2013-10-01"
+    plant_traffic: TimeWindow = TimeWindow("2013-10-08", "2013-10-14")
+    plant_fault: str = "string-outage:0.75@2013-10-08"
+    load: TimeWindow = TimeWindow("2013-10-15", "2013-12-31")
+    speed: float = 0.0  # the replayed weeks as fast as the service answers
     load_rate: float = 4.0  # /predict requests a second during the retraining and rollout
     run_timeout_s: float = 1800.0
 
@@ -83,10 +88,12 @@ class Report:
     served_before: dict[str, Any] = field(default_factory=dict)
     served_after: dict[str, Any] = field(default_factory=dict)
     first_gate: str = ""
+    data_fault: str = ""
     drift: str = ""
     gate: str = ""
     rollouts: list[str] = field(default_factory=list)
     traffic: replay.Summary | None = None
+    plant_traffic: replay.Summary | None = None
     load: replay.Summary | None = None
 
     def lines(self) -> list[str]:
@@ -98,10 +105,11 @@ class Report:
         ]
         if self.first_gate:
             out.append(f"first model: {self.first_gate}")
-        out += [f"drift: {self.drift}", f"gate: {self.gate}"]
+        out += [f"data fault: {self.data_fault}", f"drift: {self.drift}", f"gate: {self.gate}"]
         out += [f"rollout: {line}" for line in self.rollouts] or ["rollout: none"]
         for name, summary in (
             ("replayed traffic", self.traffic),
+            ("the plant's week", self.plant_traffic),
             ("load during the loop", self.load),
         ):
             if summary is not None:
@@ -120,7 +128,8 @@ class Report:
 
     @property
     def failed_requests(self) -> int:
-        return sum(sum(s.failures.values()) for s in (self.traffic, self.load) if s is not None)
+        summaries = (self.traffic, self.plant_traffic, self.load)
+        return sum(sum(s.failures.values()) for s in summaries if s is not None)
 
 
 class Orchestrator:
@@ -146,18 +155,22 @@ class Orchestrator:
         self.say(f"started {deployment} ({self.link(run)})")
         return run
 
+    def runs_since(self, deployment: str) -> list[FlowRun]:
+        """The runs of ``deployment`` created since this demo started."""
+        found = self.client.read_deployment_by_name(deployment)
+        runs = self.client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
+        )
+        return [run for run in runs if run.created and run.created >= self.since]
+
     def started_by_automation(
         self, deployment: str, matches: Callable[[dict[str, Any]], bool], timeout_s: float
     ) -> FlowRun:
         """The run of ``deployment`` whose parameters ``matches``, once an automation made it."""
-        found = self.client.read_deployment_by_name(deployment)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            runs = self.client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
-            )
-            for run in runs:
-                if run.created and run.created >= self.since and matches(run.parameters):
+            for run in self.runs_since(deployment):
+                if matches(run.parameters):
                     self.say(f"the automation started {deployment} ({self.link(run)})")
                     return run
             time.sleep(2)
@@ -271,20 +284,27 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
     """The loop once, end to end; raises ``DemoError`` naming the step that went wrong."""
     report = Report()
     registry = Registry(tracking_uri=endpoints.mlflow)
-    faults = [replay.parse_fault(scenario.fault)]
+    sensor = replay.parse_fault(scenario.sensor_fault)
+    plant = replay.parse_fault(scenario.plant_fault)
     with Orchestrator(endpoints, say) as prefect, ExitStack() as stack:
-        say("1/5 the first champion")
+        say("1/6 the first champion")
         report.first_gate = first_champion(prefect, registry, endpoints, scenario, say)
         report.served_before = serving(endpoints.api)
 
-        say(f"2/5 traffic {scenario.traffic} through HAProxy; {faults[0].describe()}")
-        client = replay.ServiceClient(endpoints.api, api_key)
-        replayer = replay.Replayer(client, replay.PacedClock(scenario.speed), progress=say)
-        try:
-            report.traffic = replayer.run(replay.load_traffic(scenario.traffic, faults))
-        finally:
-            client.close()
+        say(f"2/6 traffic {scenario.traffic} through HAProxy; {sensor.describe()}")
+        report.traffic = send(endpoints, api_key, scenario.traffic, [sensor], scenario.speed, say)
+        say("3/6 monitor_drift judges that week: the inputs are at fault, nothing retrains")
+        faulty = judge_week(prefect, registry, scenario.traffic, True, scenario.run_timeout_s)
+        report.data_fault = (
+            f"event {faulty.event_id} on {faulty.window_start} .. {faulty.window_end} "
+            f"(champion v{faulty.model_version})"
+        )
+        say(f"  data fault announced: {report.data_fault}")
 
+        say(f"4/6 the sensor repaired, traffic {scenario.plant_traffic}; {plant.describe()}")
+        report.plant_traffic = send(
+            endpoints, api_key, scenario.plant_traffic, [plant], scenario.speed, say
+        )
         # The retraining the drift event starts takes the deployment's defaults.
         retraining = (
             prefect.parameters("retrain/retrain", scenario.training)
@@ -292,30 +312,17 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
             else nullcontext()
         )
         with retraining:
-            say("3/5 monitor_drift judges the last week against the champion")
-            before = monitoring.last_announcement(registry)
-            # The week to the traffic's end: the newest prediction in the store may be a
-            # deployment's smoke test, not traffic. Cooldown 0: a demo run again on the
-            # same lab announces its drift again.
-            end = pd.Timestamp(scenario.traffic.end, tz=Site().timezone) + pd.Timedelta(days=1)
-            monitor = prefect.start(
-                "monitor_drift/monitor_drift", {"end": end.isoformat(), "cooldown_days": 0}
+            say("5/6 monitor_drift judges that week; the drift event retrains, under load "
+                f"({scenario.load_rate:g} requests a second)")  # fmt: skip
+            drifted = judge_week(
+                prefect, registry, scenario.plant_traffic, False, scenario.run_timeout_s
             )
-            prefect.wait(monitor, scenario.run_timeout_s)
-            drifted = monitoring.last_announcement(registry)
-            if drifted is None or drifted == before:
-                raise DemoError(
-                    f"monitor_drift raised no drift event on {scenario.traffic} "
-                    f"(its verdict: {prefect.link(monitor)})"
-                )
             report.drift = (
                 f"event {drifted.event_id} on {drifted.window_start} .. {drifted.window_end} "
                 f"(champion v{drifted.model_version})"
             )
             say(f"  drift announced: {report.drift}")
-
-            say(f"4/5 retraining, under load ({scenario.load_rate:g} requests a second)")
-            load = Load(endpoints.api, scenario.load, faults, scenario.load_rate)
+            load = Load(endpoints.api, scenario.load, [plant], scenario.load_rate)
             stack.callback(load.stop.set)  # whatever happens next, the load ends with the demo
             load.start()
             champion = registry.alias(CHAMPION)
@@ -324,12 +331,20 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
                 lambda p: pd.Timestamp(p.get("window_start")) == drifted.window_start,
                 timeout_s=120,
             )
+            # Only the plant's drift retrains: by now the sensor's event has long had
+            # its chance to start one.
+            others = [r.name for r in prefect.runs_since("retrain/retrain") if r.id != retrain.id]
+            if others:
+                raise DemoError(
+                    f"retrain ran on more than the plant's drift ({', '.join(others)}): a "
+                    "data fault must start no retraining"
+                )
             prefect.wait(retrain, scenario.run_timeout_s)
             challenger = max(registry.versions(), key=lambda v: int(v.version)).version
             report.gate = gate_evidence(registry, challenger)
             say(f"  gate: {report.gate}")
 
-        say("5/5 the winner's rollout")
+        say("6/6 the winner's rollout")
         deploy = None
         if registry.alias(CHAMPION) == champion:
             say(f"  the gate kept v{champion}: nothing to deploy")
@@ -347,6 +362,57 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
                 f"by the deploy flow ({prefect.link(deploy)})"
             )
     return report
+
+
+def send(
+    endpoints: Endpoints,
+    api_key: str,
+    window: TimeWindow,
+    faults: list[replay.Fault],
+    speed: float,
+    say: Say,
+) -> replay.Summary:
+    """Replay ``window`` with ``faults`` through HAProxy: predictions, then actuals."""
+    client = replay.ServiceClient(endpoints.api, api_key)
+    replayer = replay.Replayer(client, replay.PacedClock(speed), progress=say)
+    try:
+        return replayer.run(replay.load_traffic(window, faults))
+    finally:
+        client.close()
+
+
+def judge_week(
+    prefect: Orchestrator,
+    registry: Registry,
+    traffic: TimeWindow,
+    data_fault: bool,
+    timeout_s: float,
+) -> monitoring.Announcement:
+    """Run monitor_drift on the last week of ``traffic`` and return the event it raised:
+    a data fault or a drift, as the story expects."""
+    before = monitoring.last_announcement(registry, data_fault)
+    other = monitoring.last_announcement(registry, not data_fault)
+    # The week to the traffic's end: the newest prediction in the store may be a
+    # deployment's smoke test, not traffic. Cooldown 0: a demo run again on the same lab
+    # announces again.
+    end = pd.Timestamp(traffic.end, tz=Site().timezone) + pd.Timedelta(days=1)
+    monitor = prefect.start(
+        "monitor_drift/monitor_drift", {"end": end.isoformat(), "cooldown_days": 0}
+    )
+    prefect.wait(monitor, timeout_s)
+    announced = monitoring.last_announcement(registry, data_fault)
+    kind = "data-fault" if data_fault else "drift"
+    if announced is None or announced == before:
+        raise DemoError(
+            f"monitor_drift raised no {kind} event on the week to {traffic.end} "
+            f"(its verdict and likely cause: {prefect.link(monitor)})"
+        )
+    if monitoring.last_announcement(registry, not data_fault) != other:
+        raise DemoError(
+            f"monitor_drift raised a {kind} event and the other kind too on the week to "
+            f"{traffic.end} ({prefect.link(monitor)})"
+        )
+    return announced
 
 
 def first_champion(
