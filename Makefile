@@ -213,16 +213,17 @@ $(addprefix molecule-,$(MOLECULE_SCENARIOS)): molecule-%: install lab-archives
 # Every test, JOBS stages at a time. make starts a stage when a slot is free and the
 # stage is ready, in the order below, so make test adds two order-only constraints of its
 # own (AFTER_CHECK, AFTER_IMAGES): the lab's images are built and saved while the fast
-# tier runs, and ansible-lint and the image's tests (which wait for the image) take the
-# other slot meanwhile; nothing longer starts before the fast tier has passed, so that a
-# failure there ends the run within minutes. Then the scenarios in their order, with the
-# tool tier after the two longest. The engine and the Debian packages are in place
-# before the stages start, so no slot goes to them (-o).
+# tier runs, and ansible-lint, the image's tests (which wait for the image) and then
+# platform, the longest scenario, take the other slot meanwhile. Nothing else starts
+# before the fast tier has passed, so that a failure there shows within minutes and
+# ends the run when platform does. Then bluegreen, the tool tier and the other
+# scenarios in their order. The engine and the Debian packages are in place before the
+# stages start, so no slot goes to them (-o).
 TEST_STAGES := lab-archives check lint-ansible test-docker \
   $(addprefix molecule-,$(wordlist 1,2,$(MOLECULE_SCENARIOS))) test-tools \
   $(addprefix molecule-,$(wordlist 3,$(words $(MOLECULE_SCENARIOS)),$(MOLECULE_SCENARIOS)))
 test-docker: | $(AFTER_IMAGES)
-test-tools $(addprefix molecule-,$(MOLECULE_SCENARIOS)): | $(AFTER_CHECK)
+test-tools $(addprefix molecule-,$(filter-out platform,$(MOLECULE_SCENARIOS))): | $(AFTER_CHECK)
 
 .PHONY: test
 test: timing-reset molecule-named install lab-deps test-deps docker-engine ## every test: the fast tier, ansible-lint, tool tests, the image, Molecule
