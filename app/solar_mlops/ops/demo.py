@@ -295,10 +295,7 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
         report.traffic = send(endpoints, api_key, scenario.traffic, [sensor], scenario.speed, say)
         say("3/6 monitor_drift judges that week: the inputs are at fault, nothing retrains")
         faulty = judge_week(prefect, registry, scenario.traffic, True, scenario.run_timeout_s)
-        report.data_fault = (
-            f"event {faulty.event_id} on {faulty.window_start} .. {faulty.window_end} "
-            f"(champion v{faulty.model_version})"
-        )
+        report.data_fault = report_line(faulty)
         say(f"  data fault announced: {report.data_fault}")
 
         say(f"4/6 the sensor repaired, traffic {scenario.plant_traffic}; {plant.describe()}")
@@ -317,10 +314,7 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
             drifted = judge_week(
                 prefect, registry, scenario.plant_traffic, False, scenario.run_timeout_s
             )
-            report.drift = (
-                f"event {drifted.event_id} on {drifted.window_start} .. {drifted.window_end} "
-                f"(champion v{drifted.model_version})"
-            )
+            report.drift = report_line(drifted)
             say(f"  drift announced: {report.drift}")
             load = Load(endpoints.api, scenario.load, [plant], scenario.load_rate)
             stack.callback(load.stop.set)  # whatever happens next, the load ends with the demo
@@ -379,6 +373,14 @@ def send(
         return replayer.run(replay.load_traffic(window, faults))
     finally:
         client.close()
+
+
+def report_line(event: monitoring.Announcement) -> str:
+    """An announcement as the report tells it."""
+    return (
+        f"event {event.event_id} on {event.window_start} .. {event.window_end} "
+        f"(champion v{event.model_version})"
+    )
 
 
 def judge_week(
