@@ -1,7 +1,8 @@
 """The prometheus role's alert rules, checked and unit-tested by promtool (Debian's
 `prometheus` package: 2.42 on bookworm, the lab image's version): every rule file
-passes `promtool check rules`, every test file passes `promtool test rules`, and every
-alert has a test where it fires and one where it stays quiet."""
+passes `promtool check rules`, every test file passes `promtool test rules`, every
+alert has a test where it fires and one where it stays quiet, and every recording rule
+one where it records a series and one where it records none."""
 
 from __future__ import annotations
 
@@ -45,9 +46,17 @@ def load(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def alerts(rule_file: Path) -> Iterator[dict[str, Any]]:
+def rules(rule_file: Path) -> Iterator[dict[str, Any]]:
     for group in load(rule_file)["groups"]:
         yield from group["rules"]
+
+
+def alerts(rule_file: Path) -> Iterator[dict[str, Any]]:
+    return (rule for rule in rules(rule_file) if "alert" in rule)
+
+
+def recordings(rule_file: Path) -> Iterator[dict[str, Any]]:
+    return (rule for rule in rules(rule_file) if "record" in rule)
 
 
 def test_there_are_rule_and_test_files() -> None:
@@ -70,11 +79,11 @@ def test_promtool_unit_tests_pass(promtool: str, test_file: Path) -> None:
 
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda p: p.name)
 def test_every_alert_says_how_long_how_bad_and_what_to_do(rule_file: Path) -> None:
+    assert all("alert" in rule or "record" in rule for rule in rules(rule_file))
     lacking = [
-        rule.get("alert") or rule.get("record")
+        rule["alert"]
         for rule in alerts(rule_file)
-        if "alert" not in rule
-        or "for" not in rule
+        if "for" not in rule
         or rule.get("labels", {}).get("severity") not in {"warning", "critical"}
         or not {"summary", "description"} <= set(rule.get("annotations", {}))
     ]
@@ -106,9 +115,22 @@ def expectations(rule_file: Path) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda p: p.name)
 def test_every_alert_has_a_firing_and_a_quiet_test(rule_file: Path) -> None:
     firing, quiet = expectations(rule_file)
-    names = [rule.get("alert") or rule.get("record") for rule in alerts(rule_file)]
+    names = [rule["alert"] for rule in alerts(rule_file)]
     assert [n for n in names if n not in firing] == [], "rules no test makes fire"
     assert [n for n in names if n not in quiet] == [], "rules no test shows quiet"
+
+
+@pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda p: p.name)
+def test_every_recording_rule_is_tested_recording_and_not(rule_file: Path) -> None:
+    recorded: set[str] = set()
+    empty: set[str] = set()
+    for test_file in unit_tests_of(rule_file):
+        for case in load(test_file)["tests"]:
+            for check in case.get("promql_expr_test", []):
+                (recorded if check.get("exp_samples") else empty).add(check["expr"].strip())
+    names = [rule["record"] for rule in recordings(rule_file)]
+    assert [n for n in names if n not in recorded] == [], "recordings no test sees recorded"
+    assert [n for n in names if n not in empty] == [], "recordings no test sees empty"
 
 
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda p: p.name)

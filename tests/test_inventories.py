@@ -31,7 +31,7 @@ WIRING = {
         "model_server_prediction_store_url",
         "model_server_prediction_store_password",
     ],
-    "lb": ["haproxy_model_servers", "haproxy_stats_password"],
+    "lb": ["haproxy_model_servers", "haproxy_stats_password", "bluegreen_pushgateway_url"],
     "monitoring": ["grafana_prometheus_url", "grafana_admin_password"],
 }
 

@@ -218,6 +218,7 @@ def demo_command(
     api_url: Annotated[str, typer.Option(help="HAProxy's frontend")] = "http://127.0.0.1:8080",
     mlflow_url: Annotated[str, typer.Option(help="MLflow")] = "http://127.0.0.1:5000",
     prefect_url: Annotated[str, typer.Option(help="Prefect's API")] = "http://127.0.0.1:4200/api",
+    prometheus_url: Annotated[str, typer.Option(help="Prometheus")] = "http://127.0.0.1:9090",
     quick: Annotated[
         bool, typer.Option(help="train without grid search and backtest (minutes, not hours)")
     ] = True,
@@ -235,7 +236,9 @@ def demo_command(
     faulty sensor, drift, retraining, gate, rollout under load, then a summary."""
     from solar_mlops.ops import demo, replay
 
-    endpoints = demo.Endpoints(api=api_url, mlflow=mlflow_url, prefect=prefect_url)
+    endpoints = demo.Endpoints(
+        api=api_url, mlflow=mlflow_url, prefect=prefect_url, prometheus=prometheus_url
+    )
     scenario = demo.Scenario(quick=quick, speed=speed, load_rate=load_rate)
     report = demo.run(
         endpoints, scenario, replay.read_api_key(api_key_file), _progress(time.monotonic())

@@ -48,6 +48,7 @@ class Endpoints:
     api: str = "http://127.0.0.1:8080"
     mlflow: str = "http://127.0.0.1:5000"
     prefect: str = "http://127.0.0.1:4200/api"
+    prometheus: str = "http://127.0.0.1:9090"
 
     @property
     def prefect_ui(self) -> str:
@@ -92,6 +93,7 @@ class Report:
     drift: str = ""
     gate: str = ""
     rollouts: list[str] = field(default_factory=list)
+    retired: str = ""
     traffic: replay.Summary | None = None
     plant_traffic: replay.Summary | None = None
     load: replay.Summary | None = None
@@ -107,6 +109,8 @@ class Report:
             out.append(f"first model: {self.first_gate}")
         out += [f"data fault: {self.data_fault}", f"drift: {self.drift}", f"gate: {self.gate}"]
         out += [f"rollout: {line}" for line in self.rollouts] or ["rollout: none"]
+        if self.retired:
+            out.append(f"retired: {self.retired}")
         for name, summary in (
             ("replayed traffic", self.traffic),
             ("the plant's week", self.plant_traffic),
@@ -355,7 +359,55 @@ def run(endpoints: Endpoints, scenario: Scenario, api_key: str, say: Say) -> Rep
                 f"v{challenger} to {report.served_after.get('colour')} under load, "
                 f"by the deploy flow ({prefect.link(deploy)})"
             )
+            if champion is not None:  # the version the rollout replaced
+                report.retired = retired_alerts_resolve(endpoints.prometheus, champion, say)
     return report
+
+
+# What the alert rules skip once a switch marked another version as serving.
+RETIRED = "solar:model_version_retired"
+_VERSION_ALERTS = 'ALERTS{{model_version="{}", category=~"drift|calibration"}}'
+_VERDICT = '{{__name__=~"solar_drift_(data|performance)_drift", model_version="{}"}}'
+
+
+def prometheus_query(url: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query's result (a vector) through Prometheus' HTTP API."""
+    try:
+        response = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DemoError(f"Prometheus at {url} did not answer {expr!r}: {exc}") from None
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def retired_alerts_resolve(url: str, version: str, say: Say, timeout_s: float = 180.0) -> str:
+    """Wait until Prometheus counts ``version`` retired (the rollout's switch marked the
+    new one on the Pushgateway) and none of its drift or calibration alerts is pending
+    or firing, although the monitor's last verdict on it, the drift, is still there."""
+    verdict = [float(s["value"][1]) for s in prometheus_query(url, _VERDICT.format(version))]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        retired = prometheus_query(url, f'{RETIRED}{{model_version="{version}"}}')
+        alerts = prometheus_query(url, _VERSION_ALERTS.format(version))
+        if retired and not alerts:
+            break
+        if time.monotonic() > deadline:
+            names = ", ".join(sorted({a["metric"]["alertname"] for a in alerts}))
+            why = (
+                f"still has its alerts {names}"
+                if retired
+                else f"does not count it retired ({RETIRED}): did the rollout mark the new "
+                "version on the Pushgateway (bluegreen_pushgateway_url)?"
+            )
+            raise DemoError(
+                f"v{version} stopped serving, yet after {timeout_s:.0f} s Prometheus {why}"
+            )
+        time.sleep(3)
+    drifted = "its drift verdict still pushed" if 1.0 in verdict else "no drift verdict on it"
+    line = f"v{version} ({drifted}): no drift or calibration alert pending or firing"
+    say(f"  retired {line}")
+    return line
 
 
 def send(
