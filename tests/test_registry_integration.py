@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,13 +148,24 @@ def test_a_version_tells_its_data_windows_and_what_it_promised(
 
 
 def test_registered_model_predicts_like_the_trained_one(
-    registry: Registry, history: dict[str, TrainOutcome], prepared: Prepared
+    registry: Registry,
+    history: dict[str, TrainOutcome],
+    prepared: Prepared,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     strong = history["strong"]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     loaded = registry.load(CHAMPION)
+    assert list(tmp_path.iterdir()) == [], "the download outlived the load"
     assert loaded.version == str(strong.version.version)
     rows = strong.result.features
     assert np.array_equal(loaded.model.predict(rows), strong.result.model.predict(rows))
+    # Rebuilt in memory: the intervals predict with their folder gone.
+    assert np.array_equal(
+        loaded.model.quantiles(rows, loaded.model.predict(rows)),
+        strong.result.model.quantiles(rows, strong.result.model.predict(rows)),
+    )
     table = evaluate_version(registry, CHAMPION, FAST, prepared)
     assert table.loc["model", "nrmse"] == pytest.approx(strong.result.holdout.loc["model", "nrmse"])
 

@@ -198,8 +198,9 @@ class Registry:
         metrics = self.client.get_run(run_id).data.metrics
         return float(metrics["holdout_model_nrmse"]), "holdout"
 
-    def load(self, version_or_alias: str, dst: Path | None = None) -> LoadedModel:
-        """Download one version and rebuild the model, refusing a foreign feature schema."""
+    def load(self, version_or_alias: str) -> LoadedModel:
+        """Download one version and rebuild the model, refusing a foreign feature schema.
+        The model is read into memory, so the download is removed once loaded."""
         version = self.resolve(version_or_alias)
         try:
             meta = self.client.get_model_version(self.name, version)
@@ -207,9 +208,9 @@ class Registry:
             raise RegistryError(
                 f"model '{self.name}' has no version {version} at {self.tracking_uri}"
             ) from exc
-        target = dst or Path(tempfile.mkdtemp(prefix=f"{self.name}-v{version}-"))
-        local = download_version(self.name, version, self.tracking_uri, target)
-        return load_model_dir(local, self.name, version, meta.run_id or "")
+        with tempfile.TemporaryDirectory(prefix=f"{self.name}-v{version}-") as scratch:
+            local = download_version(self.name, version, self.tracking_uri, Path(scratch))
+            return load_model_dir(local, self.name, version, meta.run_id or "")
 
     def _log_evaluation(self, result: TrainingResult, scratch: Path) -> None:
         quantiles = result.quantiles
