@@ -15,12 +15,17 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
-# runtime: what the service needs at run time, and nothing else. Both later stages start
-# here, so the venv built in one runs on exactly the same Python in the other.
-FROM ${BASE_IMAGE} AS runtime
+# python and builder: the first two stages of the four images built from this repository
+# (model server, MLflow, Prefect worker, Prefect server) are the same, word for word
+# (tests/test_dockerfiles.py checks), so Docker's layer cache builds them once for all.
+#
+# python: Python 3.11 (the official image's, or Debian 12's python3 from apt), the CA
+# list and tini. The builder and the image that ships both start here, so the venv built
+# in one runs on exactly the same Python in the other.
+FROM ${BASE_IMAGE} AS python
 
 RUN set -eux; \
-    packages="ca-certificates libgomp1 tini"; \
+    packages="ca-certificates tini"; \
     command -v python3 >/dev/null || packages="$packages python3"; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages; \
@@ -30,19 +35,15 @@ RUN set -eux; \
     # The official Python images ship no .pyc files and the root FS is read-only at run \
     # time: compile the standard library now, or every start compiles it again. \
     python3 -m compileall -q -j0 -x '/(test|tests|idle_test)/' \
-        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"; \
-    # Fixed ids, so volumes and Kubernetes' runAsUser agree with the image. \
-    # --no-log-init: a high uid would otherwise grow a huge sparse /var/log/lastlog. \
-    groupadd --gid 10001 solar; \
-    useradd --uid 10001 --gid solar --no-log-init --no-create-home --home-dir /tmp \
-        --shell /usr/sbin/nologin solar
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 
 # ---------------------------------------------------------------------------------------
-# builder: resolve the service's dependencies from uv.lock into /opt/venv.
-FROM runtime AS builder
+# builder: uv, and any extra CA certificates (a TLS-intercepting proxy, a private package
+# index). Only the build stages trust them, so they are in neither the image that ships
+# nor its history (docker/extra-ca.README).
+FROM python AS builder
 
 # PEM text of extra CA certificates, as an alternative to docker/extra-ca*.crt files.
-# Only this stage sees it, so it is in neither the final image nor its history.
 ARG EXTRA_CA_BUNDLE=""
 # The uv that wrote uv.lock (Makefile's UV_VERSION).
 ARG UV_VERSION=0.13.8
@@ -73,6 +74,22 @@ RUN set -eux; \
     fi; \
     python3 -m venv /opt/uv; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+
+# ---------------------------------------------------------------------------------------
+# runtime: what the service needs at run time, and nothing else: LightGBM's OpenMP
+# library and the service's user.
+FROM python AS runtime
+
+RUN set -eux; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgomp1; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old; \
+    # Fixed ids, so volumes and Kubernetes' runAsUser agree with the image. \
+    # --no-log-init: a high uid would otherwise grow a huge sparse /var/log/lastlog. \
+    groupadd --gid 10001 solar; \
+    useradd --uid 10001 --gid solar --no-log-init --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin solar
 
 # ---------------------------------------------------------------------------------------
 # requirements: this image's pins, exported from the lock. The install below copies only

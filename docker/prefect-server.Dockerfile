@@ -33,8 +33,14 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
-# runtime: what the server needs at run time.
-FROM ${BASE_IMAGE} AS runtime
+# python and builder: the first two stages of the four images built from this repository
+# (model server, MLflow, Prefect worker, Prefect server) are the same, word for word
+# (tests/test_dockerfiles.py checks), so Docker's layer cache builds them once for all.
+#
+# python: Python 3.11 (the official image's, or Debian 12's python3 from apt), the CA
+# list and tini. The builder and the image that ships both start here, so the venv built
+# in one runs on exactly the same Python in the other.
+FROM ${BASE_IMAGE} AS python
 
 RUN set -eux; \
     packages="ca-certificates tini"; \
@@ -44,22 +50,24 @@ RUN set -eux; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old; \
     python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'; \
-    # The root FS is read-only at run time: compile the standard library now. \
+    # The official Python images ship no .pyc files and the root FS is read-only at run \
+    # time: compile the standard library now, or every start compiles it again. \
     python3 -m compileall -q -j0 -x '/(test|tests|idle_test)/' \
-        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"; \
-    groupadd --gid 10001 prefect; \
-    useradd --uid 10001 --gid prefect --no-log-init --no-create-home --home-dir /tmp \
-        --shell /usr/sbin/nologin prefect
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 
 # ---------------------------------------------------------------------------------------
-# builder: docker/prefect-server/uv.lock into /opt/venv, the UI's static files.
-FROM runtime AS builder
+# builder: uv, and any extra CA certificates (a TLS-intercepting proxy, a private package
+# index). Only the build stages trust them, so they are in neither the image that ships
+# nor its history (docker/extra-ca.README).
+FROM python AS builder
 
-# PEM text of extra CA certificates; only this stage sees it (docker/extra-ca.README).
+# PEM text of extra CA certificates, as an alternative to docker/extra-ca*.crt files.
 ARG EXTRA_CA_BUNDLE=""
-# The uv that wrote the lock (Makefile's UV_VERSION).
+# The uv that wrote uv.lock (Makefile's UV_VERSION).
 ARG UV_VERSION=0.13.8
 
+# docker/extra-ca.README is committed, so this glob always matches something: the legacy
+# builder has no way to COPY a file that may be absent.
 COPY docker/extra-ca* /tmp/extra-ca/
 RUN set -eu; \
     { cat /tmp/extra-ca/*.crt 2>/dev/null || true; printf '%s\n' "$EXTRA_CA_BUNDLE"; } \
@@ -67,6 +75,7 @@ RUN set -eu; \
     update-ca-certificates; \
     rm -rf /tmp/extra-ca
 
+# Every HTTPS client of the build trusts the system bundle (and with it the extra CA).
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
@@ -76,12 +85,26 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     UV_PYTHON_DOWNLOADS=never
 
 RUN set -eux; \
+    # Debian's Python needs python3-venv for ensurepip; the official image has it built in. \
     if dpkg-query -W python3 >/dev/null 2>&1; then \
         apt-get update; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
     fi; \
     python3 -m venv /opt/uv; \
     /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+
+# ---------------------------------------------------------------------------------------
+# runtime: what the server needs at run time, and nothing else: its user.
+FROM python AS runtime
+
+RUN set -eux; \
+    groupadd --gid 10001 prefect; \
+    useradd --uid 10001 --gid prefect --no-log-init --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin prefect
+
+# ---------------------------------------------------------------------------------------
+# venv: the server's dependencies from its own lock into /opt/venv, and the UI's files.
+FROM builder AS venv
 
 WORKDIR /src
 COPY docker/prefect-server/pyproject.toml docker/prefect-server/uv.lock ./
@@ -109,8 +132,8 @@ RUN set -eux; \
 # ---------------------------------------------------------------------------------------
 FROM runtime
 
-COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/prefect-ui /opt/prefect-ui
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=venv /opt/prefect-ui /opt/prefect-ui
 
 # The server's data (its SQLite database, when no Postgres URL is given): a fresh volume
 # takes this folder's owner.

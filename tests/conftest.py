@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +27,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     tiers.enter(item)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Fast settings for tests: the tuned defaults, no grid search, no backtest.
 FAST = TrainingConfig(tune=False, backtest=False)
 
@@ -38,8 +44,23 @@ def prepared(site: Site) -> Prepared:
 
 
 @pytest.fixture(scope="session")
-def trained(prepared: Prepared) -> TrainingResult:
-    return train(FAST, prepared)
+def trained(prepared: Prepared, request: pytest.FixtureRequest) -> TrainingResult:
+    """The model trained with ``FAST``, once for all the pytest processes of a run (make
+    test runs one per tier): pytest's cache keeps it under a key made of the package's
+    code, uv.lock and the settings, so any change to what training depends on trains
+    again."""
+    digest = hashlib.sha256(repr(FAST).encode())
+    for path in [REPO / "uv.lock", *sorted((REPO / "app" / "solar_mlops").rglob("*.py"))]:
+        digest.update(path.read_bytes())
+    cached = request.config.cache.mkdir("trained-model") / f"{digest.hexdigest()}.pickle"
+    with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError):
+        return pickle.loads(cached.read_bytes())
+    result = train(FAST, prepared)
+    # Written whole, then renamed: a process reading meanwhile never sees half a file.
+    partial = cached.with_suffix(f".{os.getpid()}.partial")
+    partial.write_bytes(pickle.dumps(result))
+    partial.replace(cached)
+    return result
 
 
 @pytest.fixture(scope="session")

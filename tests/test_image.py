@@ -29,9 +29,9 @@ import tiers
 from conftest import FAST
 from servers import free_port, mlflow_server
 
-from solar_mlops.pipeline import train_and_register
+from solar_mlops.pipeline import register_candidate
 from solar_mlops.registry import Registry
-from solar_mlops.training import Prepared
+from solar_mlops.training import Prepared, TrainingResult
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -120,7 +120,7 @@ class RegistryServer:
 
 @pytest.fixture(scope="module")
 def registry_server(
-    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared
+    tmp_path_factory: pytest.TempPathFactory, prepared: Prepared, trained: TrainingResult
 ) -> Iterator[RegistryServer]:
     """A real MLflow server whose registry holds version 1 of the model as champion."""
     with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
@@ -130,7 +130,7 @@ def registry_server(
         patch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
         url = stack.enter_context(mlflow_server(tmp_path_factory.mktemp("mlflow")))
         patch.undo()
-        outcome = train_and_register(Registry(tracking_uri=url), FAST, prepared=prepared)
+        outcome = register_candidate(Registry(tracking_uri=url), trained, FAST, prepared=prepared)
         assert str(outcome.version.version) == "1" and outcome.decision.promote
         yield RegistryServer(url, stack)
 
